@@ -1,0 +1,26 @@
+import numpy as np
+import pytest
+
+from tinype import ModelConfig, Transformer
+
+
+def tiny_config(**overrides):
+    """A model small enough for central differences over every parameter in seconds."""
+    kw = dict(n_layer=2, d_model=16, n_head=2, T_train=8, dtype="float64")
+    kw.update(overrides)
+    return ModelConfig(**kw)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def tiny_batch():
+    r = np.random.default_rng(0)
+    return r.integers(0, 256, (2, 8)), r.integers(0, 256, (2, 8))
+
+
+def tiny_model(seed=1, **overrides):
+    return Transformer(tiny_config(**overrides), seed=seed)

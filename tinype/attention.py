@@ -1,0 +1,70 @@
+"""Multi-head self-attention: fused qkv projection, PE hooks, the attention kernel, output projection.
+
+The positional encoding reaches attention through a PEContext built once per forward by the model:
+the rotation hook is applied to q and k here, while the distance-bias table and the per-query logit
+multipliers are handed to the kernel, which adds them on the fly (tinype.kernels).
+
+Shape letters: B batch, T time, C model width, H heads, D = C / H head dim.
+"""
+import math
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from . import kernels
+from .layers import LinearCache, linear_backward, linear_forward
+
+
+class PEContext(NamedTuple):
+    """What attention needs from the positional encoding, shared by every layer of one forward."""
+    pe: object                          # the PositionalEncoding (for its rotate hook)
+    positions: np.ndarray               # (T,) float64
+    bias: Optional[np.ndarray]          # (H, T) or (H, 2T-1) table over distances, or None
+    logit_scale: Optional[np.ndarray]   # (T,) multiplier of query i's logits, or None
+    causal: bool
+
+
+class AttentionCache(NamedTuple):
+    qkv: LinearCache
+    q: np.ndarray                       # (B, H, T, D) after any rotation: what the kernel saw
+    k: np.ndarray
+    v: np.ndarray
+    y: np.ndarray                       # (B, H, T, D) kernel output
+    lse: np.ndarray                     # (B, H, T) row log-sum-exp, for the kernel's backward
+    rot: object                         # the rotation hook's cache, or None
+    proj: LinearCache
+
+
+def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, n_head, ctx):
+    """x: (B, T, C); w_qkv: (C, 3C); b_qkv: (3C,); w_proj: (C, C); b_proj: (C,). Returns (B, T, C)."""
+    B, T, C = x.shape
+    D = C // n_head
+    qkv, qkv_cache = linear_forward(x, w_qkv, b_qkv)                    # (B, T, 3C)
+    qkv = qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4)      # (3, B, H, T, D)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    rot = ctx.pe.rotate(q, k, ctx.positions)
+    rot_cache = None
+    if rot is not None:
+        (q, k), rot_cache = rot
+    scale = 1.0 / math.sqrt(D)
+    y, lse = kernels.attention_forward(q, k, v, scale, ctx.causal, ctx.bias, ctx.logit_scale)
+    y2 = y.transpose(0, 2, 1, 3).reshape(B, T, C)                       # (B, T, C) heads side by side
+    out, proj_cache = linear_forward(y2, w_proj, b_proj)
+    return out, AttentionCache(qkv_cache, q, k, v, y, lse, rot_cache, proj_cache)
+
+
+def self_attention_backward(dout, cache, n_head, ctx):
+    """Returns dx, dw_qkv, db_qkv, dw_proj, db_proj, and dbias (the bias table's gradient, or None)."""
+    B, T, C = dout.shape
+    D = C // n_head
+    dy2, dw_proj, db_proj = linear_backward(dout, cache.proj)
+    dy = dy2.reshape(B, T, n_head, D).transpose(0, 2, 1, 3)            # (B, H, T, D)
+    scale = 1.0 / math.sqrt(D)
+    dq, dk, dv, dbias = kernels.attention_backward(
+        dy, cache.q, cache.k, cache.v, cache.y, cache.lse, scale, ctx.causal, ctx.bias, ctx.logit_scale)
+    if cache.rot is not None:
+        dq, dk = ctx.pe.rotate_backward(dq, dk, cache.rot)
+    dqkv = np.stack([dq, dk, dv])                                      # (3, B, H, T, D)
+    dqkv = dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C)          # (B, T, 3C)
+    dx, dw_qkv, db_qkv = linear_backward(dqkv, cache.qkv)
+    return dx, dw_qkv, db_qkv, dw_proj, db_proj, dbias

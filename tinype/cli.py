@@ -1,0 +1,144 @@
+"""The `tinype` command.
+
+    tinype train [--preset quick] [--pe learned] [--out runs/quick-learned] [--resume] [--text FILE]
+    tinype generate --checkpoint runs/quick-learned/ckpt.npz --prompt "def " [--temperature 0.8]
+    tinype info
+"""
+import argparse
+import os
+import sys
+
+from . import kernels, positions
+from .checkpoint import CheckpointError
+from .config import PRESETS, preset
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _nonneg_int(text):
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _pe_name(text):
+    if text.strip().lower() not in positions.available():
+        raise argparse.ArgumentTypeError(
+            f"unknown positional encoding {text!r}; available: {', '.join(positions.available())}")
+    return text.strip().lower()
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="tinype", description="Positional encodings and length extrapolation, from scratch.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a byte-level language model (default: quick preset, learned PE)")
+    t.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="model and budget (default quick)")
+    t.add_argument("--pe", type=_pe_name, default="learned", help="positional encoding (see `tinype info`)")
+    t.add_argument("--out", default=None, help="run folder (default runs/<preset>-<pe>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--text", default=None, help="train on this UTF-8 text file instead of the bundled corpus")
+    t.add_argument("--steps", type=_positive_int, help="override the preset's number of steps")
+    t.add_argument("--lr", type=_positive_float, help="override the preset's peak learning rate")
+    t.add_argument("--batch-size", type=_positive_int, help="override the preset's batch size")
+    t.add_argument("--seed", type=_nonneg_int, default=0, help="seed for init and batches (default 0)")
+    t.add_argument("--eval-every", type=_nonneg_int, help="validation every N steps (0: only at the end)")
+    t.add_argument("--ckpt-every", type=_nonneg_int, help="checkpoint every N steps (0: only at the end)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    g = sub.add_parser("generate", help="sample text from a trained checkpoint")
+    g.add_argument("--checkpoint", required=True, help="a ckpt.npz written by `tinype train`")
+    g.add_argument("--prompt", default="", help="text to continue")
+    g.add_argument("--max-new-tokens", type=_nonneg_int, default=200, help="bytes to generate (default 200)")
+    g.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
+    g.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k likeliest bytes")
+    g.add_argument("--seed", type=_nonneg_int, default=0)
+
+    sub.add_parser("info", help="backend and available positional encodings")
+    return parser
+
+
+def cmd_train(args):
+    from dataclasses import replace
+
+    from .data import Corpus
+    from .train import train
+
+    model_cfg, train_cfg = preset(args.preset, pe=args.pe)
+    overrides = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("batch_size", args.batch_size),
+                                   ("seed", args.seed), ("eval_every", args.eval_every),
+                                   ("ckpt_every", args.ckpt_every)) if v is not None}
+    train_cfg = replace(train_cfg, **overrides)
+    if train_cfg.warmup >= train_cfg.steps:
+        train_cfg = replace(train_cfg, warmup=max(0, train_cfg.steps // 10))
+    corpus = Corpus.from_file(args.text) if args.text else Corpus.default()
+    out = args.out or os.path.join("runs", f"{args.preset}-{args.pe}")
+    print(f"tinype train: preset {args.preset}, pe {args.pe}, corpus {corpus.name} "
+          f"({len(corpus.train):,} train / {len(corpus.val):,} validation bytes), backend {kernels.BACKEND}, "
+          f"run folder {out}")
+    result = train(model_cfg, train_cfg, corpus, out=out, resume=args.resume, progress=not args.no_progress)
+    v = result.val
+    print(f"validation at T={model_cfg.T_train}: {v['nll']:.4f} nats/byte, perplexity {v['ppl']:.3f} "
+          f"({v['windows']} windows); {result.tokens_per_sec:,.0f} training tokens/s")
+    print(f"checkpoint: {os.path.join(out, 'ckpt.npz')}   try: tinype generate --checkpoint "
+          f"{os.path.join(out, 'ckpt.npz')} --prompt 'The '")
+    return 0
+
+
+def cmd_generate(args):
+    from .sample import generate
+    from .train import load_model
+
+    model, meta = load_model(args.checkpoint)
+    text = generate(model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed)
+    sys.stdout.write(args.prompt + text + "\n")
+    return 0
+
+
+def cmd_info(_args):
+    print(f"tinype kernels backend: {kernels.BACKEND}")
+    print(f"positional encodings: {', '.join(positions.available())}")
+    print(f"presets: {', '.join(sorted(PRESETS))}")
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handlers = {"train": cmd_train, "generate": cmd_generate, "info": cmd_info}
+    try:
+        return handlers[args.command](args)
+    except (FileNotFoundError, FileExistsError, IsADirectoryError, CheckpointError, ValueError) as err:
+        print(f"tinype {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ntinype {args.command}: interrupted; rerun with --resume to continue from the last checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Bytes in, bytes out: the tokenizer, the bundled corpus, and random training windows.
+
+The tokenizer is UTF-8 itself: token ids are byte values 0..255, so any text round-trips and the
+vocabulary never needs training. The default corpus ships with Python (pydoc_data.topics: the
+language reference's help topics), so nothing is ever downloaded.
+
+Shape letters: B batch, T time.
+"""
+import hashlib
+import os
+
+import numpy as np
+
+VOCAB_SIZE = 256
+
+
+def encode(text):
+    """str -> (N,) uint8 token ids (the UTF-8 bytes)."""
+    if not isinstance(text, str):
+        raise TypeError(f"encode takes a str, got {type(text).__name__}")
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).copy()
+
+
+def decode(ids):
+    """Token ids -> str. Byte sequences that are not valid UTF-8 (a sample can end mid-character)
+    become U+FFFD instead of raising."""
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < 0 or ids.max() > 255):
+        raise ValueError("token ids must be bytes, 0..255")
+    return ids.astype(np.uint8).tobytes().decode("utf-8", errors="replace")
+
+
+def default_corpus_text():
+    """The bundled corpus: Python's help topics, joined in sorted-key order."""
+    from pydoc_data.topics import topics
+    return "\n\n".join(topics[k] for k in sorted(topics))
+
+
+def load_text_file(path):
+    """A user's text file as (N,) uint8 token ids, with clear errors for what cannot be used."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"text file not found: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"--text expects a file, got the folder {path}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if not raw:
+        raise ValueError(f"{path} is empty: give a text file with some content to train on")
+    if b"\x00" in raw[:65536]:
+        raise ValueError(f"{path} looks binary (it contains NUL bytes): give a plain text file")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err}); convert it first, e.g. "
+                         f"`iconv -f latin1 -t utf-8 {path} > out.txt`") from None
+    return np.frombuffer(raw, dtype=np.uint8).copy()
+
+
+class Corpus:
+    """Token ids split into train (first 90% of the bytes) and validation (the rest)."""
+
+    def __init__(self, ids, name="corpus", val_fraction=0.1):
+        ids = np.asarray(ids, dtype=np.uint8)
+        if ids.ndim != 1:
+            raise ValueError(f"corpus ids must be 1-D, got shape {ids.shape}")
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.name = name
+        self.ids = ids
+        n_train = int(len(ids) * (1 - val_fraction))
+        self.train = ids[:n_train]
+        self.val = ids[n_train:]
+        self.sha256 = hashlib.sha256(ids.tobytes()).hexdigest()
+
+    @classmethod
+    def default(cls):
+        return cls(encode(default_corpus_text()), name="pydoc_data.topics")
+
+    @classmethod
+    def from_file(cls, path):
+        return cls(load_text_file(path), name=os.path.basename(path))
+
+    def check_window(self, T):
+        """Both splits must hold at least one window of T inputs plus its next-byte target."""
+        for split, data in (("train", self.train), ("validation", self.val)):
+            if len(data) < T + 1:
+                raise ValueError(
+                    f"{self.name}: the {split} split has {len(data)} bytes, fewer than one window of "
+                    f"{T} + 1; use a longer text (at least {int(np.ceil((T + 1) / 0.1))} bytes) or a "
+                    f"shorter context")
+
+
+def get_batch(data, batch_size, T, rng):
+    """Random windows: x (B, T) and the next bytes y (B, T), as int64. rng: np.random.Generator."""
+    if len(data) < T + 1:
+        raise ValueError(f"data has {len(data)} tokens, fewer than one window of {T} + 1")
+    starts = rng.integers(0, len(data) - T, size=batch_size)            # start + T <= len - 1
+    offsets = starts[:, None] + np.arange(T + 1)[None, :]                 # (B, T+1)
+    chunk = data[offsets].astype(np.int64)
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+def windows(data, T, stride=None):
+    """Evaluation windows: x (W, T), y (W, T), starting every `stride` bytes (default T: no overlap)."""
+    stride = T if stride is None else stride
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if len(data) < T + 1:
+        raise ValueError(f"data has {len(data)} tokens, fewer than one window of {T} + 1")
+    starts = np.arange(0, len(data) - T, stride)
+    offsets = starts[:, None] + np.arange(T + 1)[None, :]
+    chunk = data[offsets].astype(np.int64)
+    return chunk[:, :-1], chunk[:, 1:]

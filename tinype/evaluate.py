@@ -1,0 +1,33 @@
+"""Evaluation: per-token negative log-likelihood and perplexity over evaluation windows.
+
+Shape letters: W windows, B batch, T time, V vocabulary.
+"""
+import numpy as np
+
+from .data import windows
+
+
+def token_nll(logits, targets):
+    """Per-position NLL in nats: logits (B, T, V), targets (B, T) -> (B, T), in float64."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    logsumexp = np.log(np.exp(z).sum(axis=-1))
+    picked = np.take_along_axis(z, targets[..., None], axis=-1)[..., 0]
+    return logsumexp - picked
+
+
+def evaluate_lm(model, data, T, stride=None, batch_size=16, max_windows=None):
+    """Mean NLL (nats per byte) over every position of windows of length T; non-overlapping by default.
+
+    Returns {"nll", "ppl", "windows", "tokens"}; ppl = exp(nll).
+    """
+    x, y = windows(data, T, stride)
+    if max_windows is not None:
+        x, y = x[:max_windows], y[:max_windows]
+    total, count = 0.0, 0
+    for s in range(0, len(x), batch_size):
+        nll = token_nll(model.forward(x[s:s + batch_size]), y[s:s + batch_size])
+        total += float(nll.sum())
+        count += nll.size
+    mean = total / count
+    return {"nll": mean, "ppl": float(np.exp(mean)), "windows": int(len(x)), "tokens": int(count)}

@@ -1,0 +1,100 @@
+"""The one switch between tinype's compiled kernels and their NumPy references.
+
+    BACKEND = "cython"   the extension tinype._ext was built by `pip install -e .`
+    BACKEND = "numpy"    TINYPE_BACKEND=numpy was set, or the extension is missing (warned once)
+
+Everything else in tinype calls kernels through this module, never tinype._ext directly, so a
+missing extension means a warning and the NumPy twin, never a NameError later on.
+
+Kernels that have only a NumPy reference so far (attention) always run the reference; their
+compiled twins arrive with the kernels issue and will be switched here.
+
+Shape letters: B batch, H heads, T time, D head dim, N positions.
+"""
+import os
+import warnings
+
+import numpy as np
+
+from . import reference
+
+BUILD_COMMAND = "pip install -e ."
+
+_requested = os.environ.get("TINYPE_BACKEND", "cython").strip().lower() or "cython"
+if _requested not in ("cython", "numpy"):
+    raise ValueError(f"TINYPE_BACKEND must be 'cython' or 'numpy', got {_requested!r}")
+
+_ext = None
+if _requested == "cython":
+    try:
+        from . import _ext  # noqa: F811  (compiled by setup.py)
+    except ImportError as err:
+        warnings.warn(
+            f"tinype's compiled kernels are not built ({err}); using the NumPy references, which "
+            f"are slower. Build them from the project folder with: {BUILD_COMMAND}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+BACKEND = "cython" if _ext is not None else "numpy"
+
+
+def _as_positions(positions):
+    """Positions as a C-contiguous float array (float64 unless already float32)."""
+    positions = np.asarray(positions)
+    if positions.ndim != 1:
+        raise ValueError(f"positions must be 1-D (N,), got shape {positions.shape}")
+    if positions.dtype != np.float32:
+        if not (np.issubdtype(positions.dtype, np.number) and not np.iscomplexobj(positions)):
+            raise TypeError(f"positions must be real numbers, got dtype {positions.dtype}")
+        positions = positions.astype(np.float64)
+    return np.ascontiguousarray(positions)
+
+
+def sinusoidal_table(positions, dim, base=10000.0):
+    """(N, dim) sinusoidal table at real-valued positions; see reference.sinusoidal_table."""
+    positions = _as_positions(positions)
+    dim = int(dim)
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
+    if not base > 0:
+        raise ValueError(f"base must be > 0, got {base}")
+    if BACKEND == "cython":
+        return _ext.sinusoidal_table(positions, dim, float(base))
+    return reference.sinusoidal_table(positions, dim, base)
+
+
+def _check_attention_inputs(q, k, v, bias, logit_scale, causal):
+    for name, a in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+        if a.ndim != 4:
+            raise ValueError(f"{name} must be (B, H, T, D), got shape {a.shape}")
+        if a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+    if not (q.shape == k.shape == v.shape):
+        raise ValueError(f"q, k, v shapes differ: {q.shape}, {k.shape}, {v.shape}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
+    _, H, T, _ = q.shape
+    if bias is not None:
+        if bias.ndim != 2 or bias.shape[0] != H or bias.shape[1] not in (T, 2 * T - 1):
+            raise ValueError(f"bias must be (H, T)=({H}, {T}) or (H, 2T-1)=({H}, {2 * T - 1}), got {bias.shape}")
+        if bias.shape[1] == T and T > 1 and not causal:
+            raise ValueError("a one-sided (H, T) bias table needs causal=True; pass (H, 2T-1) otherwise")
+    if logit_scale is not None and np.shape(logit_scale) != (T,):
+        raise ValueError(f"logit_scale must be (T,)=({T},), got {np.shape(logit_scale)}")
+
+
+def attention_forward(q, k, v, scale, causal=True, bias=None, logit_scale=None):
+    """Attention with optional distance bias and per-query logit scaling. Returns (out, lse).
+
+    q, k, v: (B, H, T, D); see reference.attention_forward for the formula.
+    """
+    _check_attention_inputs(q, k, v, bias, logit_scale, causal)
+    return reference.attention_forward(q, k, v, scale, causal, bias, logit_scale)
+
+
+def attention_backward(dout, q, k, v, out, lse, scale, causal=True, bias=None, logit_scale=None):
+    """Returns dq, dk, dv and dbias (None without a bias); see reference.attention_backward."""
+    return reference.attention_backward(dout, q, k, v, out, lse, scale, causal, bias, logit_scale)

@@ -1,0 +1,235 @@
+"""The decoder-only Transformer language model, forward and backward by hand.
+
+GPT-2 style: token embedding (+ the PE's table, if it adds one), n_layer pre-LN blocks
+    x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))
+a final LayerNorm, and the lm_head tied to the token embedding (logits = ln_f(x) @ wte^T).
+
+Parameters are one flat dict of arrays; gradients() has the same keys:
+    wte (V, C); pe.* (the PE's own); h{l}.ln_1.w/b (C,); h{l}.attn.w_qkv (C, 3C), b_qkv (3C,);
+    h{l}.attn.w_proj (C, C), b_proj (C,); h{l}.ln_2.w/b; h{l}.mlp.w_fc (C, 4C), b_fc (4C,);
+    h{l}.mlp.w_proj (4C, C), b_proj (C,); ln_f.w/b.
+Weights are stored (C_in, C_out), so a layer is x @ w + b.
+
+Shape letters: B batch, T time, C model width, V vocabulary, H heads.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from . import positions as pe_registry
+from .attention import PEContext, self_attention_backward, self_attention_forward
+from .config import ModelConfig
+from .layers import (cross_entropy_backward, cross_entropy_forward, embedding_backward,
+                     embedding_forward, layernorm_backward, layernorm_forward, mlp_backward,
+                     mlp_forward)
+
+
+class BlockCache(NamedTuple):
+    ln_1: object
+    attn: object
+    ln_2: object
+    mlp: object
+
+
+class ForwardCache(NamedTuple):
+    ctx: PEContext
+    emb: object                 # embedding cache
+    pe_embed: object            # (the PE's embed cache,), or None when it adds no table
+    pe_bias: object             # (the PE's bias cache,), or None when it adds no bias
+    blocks: list
+    ln_f: object
+    hf: np.ndarray              # (B, T, C) final normalised activations, for dwte of the head
+    ce: object                  # cross-entropy cache (None from forward())
+
+
+class Transformer:
+    """A causal byte-level language model. `Transformer(ModelConfig(pe="learned"), seed=0)`."""
+
+    def __init__(self, config=None, seed=0):
+        self.config = config if config is not None else ModelConfig()
+        if not isinstance(self.config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(self.config).__name__}")
+        self.pe = pe_registry.get(self.config.pe, **self.config.pe_options)
+        self.pe.setup(self.config)
+        self.params = self._init_params(np.random.default_rng(seed))
+        self.grads = None
+        self._cache = None
+
+    # parameters ----------------------------------------------------------------------------------
+
+    def _init_params(self, rng):
+        cfg = self.config
+        C, V, dt = cfg.d_model, cfg.vocab_size, np.dtype(cfg.dtype)
+        std = 0.02
+        std_proj = 0.02 / np.sqrt(2 * cfg.n_layer)           # residual projections, as GPT-2
+
+        def normal(shape, s=std):
+            return rng.normal(0.0, s, size=shape).astype(dt)
+
+        p = {"wte": normal((V, C))}
+        for name, value in self.pe.init_params(rng).items():
+            p[f"pe.{name}"] = value.astype(dt)
+        for l in range(cfg.n_layer):
+            h = f"h{l}."
+            p[h + "ln_1.w"] = np.ones(C, dt)
+            p[h + "ln_1.b"] = np.zeros(C, dt)
+            p[h + "attn.w_qkv"] = normal((C, 3 * C))
+            p[h + "attn.b_qkv"] = np.zeros(3 * C, dt)
+            p[h + "attn.w_proj"] = normal((C, C), std_proj)
+            p[h + "attn.b_proj"] = np.zeros(C, dt)
+            p[h + "ln_2.w"] = np.ones(C, dt)
+            p[h + "ln_2.b"] = np.zeros(C, dt)
+            p[h + "mlp.w_fc"] = normal((C, 4 * C))
+            p[h + "mlp.b_fc"] = np.zeros(4 * C, dt)
+            p[h + "mlp.w_proj"] = normal((4 * C, C), std_proj)
+            p[h + "mlp.b_proj"] = np.zeros(C, dt)
+        p["ln_f.w"] = np.ones(C, dt)
+        p["ln_f.b"] = np.zeros(C, dt)
+        return p
+
+    def parameters(self):
+        """{name: array}, the live arrays (the optimizer updates them in place)."""
+        return self.params
+
+    def gradients(self):
+        """{name: gradient} with the keys of parameters(), from the last backward()."""
+        if self.grads is None:
+            raise RuntimeError("no gradients yet: call model.loss(idx, targets) then model.backward()")
+        return self.grads
+
+    def num_parameters(self):
+        return int(sum(p.size for p in self.params.values()))
+
+    def load_parameters(self, params):
+        """Copy arrays into the model, checking names and shapes."""
+        missing = set(self.params) - set(params)
+        extra = set(params) - set(self.params)
+        if missing or extra:
+            raise ValueError(f"parameter names differ: missing {sorted(missing)}, unexpected {sorted(extra)}")
+        for name, value in params.items():
+            if np.shape(value) != self.params[name].shape:
+                raise ValueError(f"parameter {name}: expected shape {self.params[name].shape}, "
+                                 f"got {np.shape(value)}")
+        for name, value in params.items():
+            self.params[name][...] = value
+
+    # forward / backward --------------------------------------------------------------------------
+
+    def _check_idx(self, idx, what="idx"):
+        if not isinstance(idx, np.ndarray):
+            idx = np.asarray(idx)
+        if idx.ndim == 1:
+            idx = idx[None, :]
+        if idx.ndim != 2:
+            raise ValueError(f"{what} must be (B, T) token ids, got shape {idx.shape}")
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise TypeError(f"{what} must hold integer token ids, got dtype {idx.dtype}")
+        if idx.shape[1] < 1 or idx.shape[0] < 1:
+            raise ValueError(f"{what} is empty: shape {idx.shape}")
+        V = self.config.vocab_size
+        if idx.size and (idx.min() < 0 or idx.max() >= V):
+            bad = idx[(idx < 0) | (idx >= V)].ravel()[0]
+            raise ValueError(f"{what} holds token id {int(bad)}, outside 0..{V - 1}")
+        return idx
+
+    def _forward(self, idx, pos=None, train=False, rng=None):
+        """Shared forward. Returns logits (B, T, V) and the cache (ce left None)."""
+        cfg, p = self.config, self.params
+        B, T = idx.shape
+        self.pe.check_length(T)
+        if pos is None:
+            pos = self.pe.positions(T, train=train, rng=rng)
+        pe_params = {k[3:]: v for k, v in p.items() if k.startswith("pe.")}
+
+        x, emb_cache = embedding_forward(idx, p["wte"])                  # (B, T, C)
+        pe_embed = self.pe.embed(pe_params, pos)
+        embed_cache = None
+        if pe_embed is not None:
+            table, embed_cache = pe_embed
+            x = x + table                                                # (T, C) broadcast over B
+        pe_bias = self.pe.bias(pe_params, T, pos)
+        bias, bias_cache = pe_bias if pe_bias is not None else (None, None)
+        ctx = PEContext(self.pe, pos, bias, self.pe.logit_scale(pos), cfg.causal)
+
+        blocks = []
+        for l in range(cfg.n_layer):
+            h = f"h{l}."
+            a_in, ln1 = layernorm_forward(x, p[h + "ln_1.w"], p[h + "ln_1.b"], cfg.ln_eps)
+            a, attn = self_attention_forward(a_in, p[h + "attn.w_qkv"], p[h + "attn.b_qkv"],
+                                             p[h + "attn.w_proj"], p[h + "attn.b_proj"], cfg.n_head, ctx)
+            x = x + a
+            m_in, ln2 = layernorm_forward(x, p[h + "ln_2.w"], p[h + "ln_2.b"], cfg.ln_eps)
+            m, mlp = mlp_forward(m_in, p[h + "mlp.w_fc"], p[h + "mlp.b_fc"],
+                                 p[h + "mlp.w_proj"], p[h + "mlp.b_proj"])
+            x = x + m
+            blocks.append(BlockCache(ln1, attn, ln2, mlp))
+        hf, lnf = layernorm_forward(x, p["ln_f.w"], p["ln_f.b"], cfg.ln_eps)
+        logits = hf @ p["wte"].T                                         # (B, T, V) tied lm_head
+        cache = ForwardCache(ctx, emb_cache,
+                             (embed_cache,) if pe_embed is not None else None,
+                             (bias_cache,) if pe_bias is not None else None,
+                             blocks, lnf, hf, None)
+        return logits, cache
+
+    def forward(self, idx, positions=None):
+        """Logits (B, T, V) for token ids idx (B, T); evaluation mode, keeps no state for backward."""
+        idx = self._check_idx(idx)
+        logits, _ = self._forward(idx, positions)
+        return logits
+
+    def loss(self, idx, targets, train=False, rng=None, positions=None):
+        """Mean cross-entropy (nats per token) of next-token targets (B, T); ready for backward().
+
+        train=True lets a randomized PE draw its training positions from rng.
+        """
+        idx = self._check_idx(idx)
+        targets = self._check_idx(targets, "targets")
+        if targets.shape != idx.shape:
+            raise ValueError(f"targets shape {targets.shape} differs from idx shape {idx.shape}")
+        logits, cache = self._forward(idx, positions, train=train, rng=rng)
+        B, T, V = logits.shape
+        loss, ce = cross_entropy_forward(logits.reshape(B * T, V), targets.reshape(B * T))
+        self._cache = cache._replace(ce=ce)
+        return float(loss)
+
+    def backward(self):
+        """Gradients of the last loss() with respect to every parameter (see gradients())."""
+        if self._cache is None:
+            raise RuntimeError("backward() needs a loss(): call model.loss(idx, targets) first")
+        cfg, p, c = self.config, self.params, self._cache
+        g = {}
+        B, T, C = c.hf.shape
+        V = cfg.vocab_size
+        dlogits = cross_entropy_backward(1.0, c.ce)                      # (B*T, V)
+        # in the forward pass this was: logits = hf @ wte^T
+        hf2 = c.hf.reshape(B * T, C)
+        dwte = dlogits.T @ hf2                                           # (V, C) from the head
+        dhf = (dlogits @ p["wte"]).reshape(B, T, C)
+        dx, g["ln_f.w"], g["ln_f.b"] = layernorm_backward(dhf, c.ln_f)
+        dbias_total = None
+        for l in reversed(range(cfg.n_layer)):
+            h, bc = f"h{l}.", c.blocks[l]
+            # x = x + mlp(ln_2(x)): the residual passes dx through, the branch adds its own
+            dm_in, g[h + "mlp.w_fc"], g[h + "mlp.b_fc"], g[h + "mlp.w_proj"], g[h + "mlp.b_proj"] = \
+                mlp_backward(dx, bc.mlp)
+            d, g[h + "ln_2.w"], g[h + "ln_2.b"] = layernorm_backward(dm_in, bc.ln_2)
+            dx = dx + d
+            # x = x + attn(ln_1(x))
+            da_in, g[h + "attn.w_qkv"], g[h + "attn.b_qkv"], g[h + "attn.w_proj"], g[h + "attn.b_proj"], \
+                dbias = self_attention_backward(dx, bc.attn, cfg.n_head, c.ctx)
+            if dbias is not None:                                        # one table shared by layers
+                dbias_total = dbias if dbias_total is None else dbias_total + dbias
+            d, g[h + "ln_1.w"], g[h + "ln_1.b"] = layernorm_backward(da_in, bc.ln_1)
+            dx = dx + d
+        pe_params = {k[3:]: v for k, v in p.items() if k.startswith("pe.")}
+        pe_grads = {}
+        if c.pe_embed is not None:                                      # x = wte[idx] + table
+            pe_grads.update(self.pe.embed_backward(pe_params, dx.sum(axis=0), c.pe_embed[0]))
+        if dbias_total is not None:
+            for name, grad in self.pe.bias_backward(pe_params, dbias_total, c.pe_bias[0]).items():
+                pe_grads[name] = pe_grads.get(name, 0) + grad
+        g["wte"] = dwte + embedding_backward(dx, c.emb)
+        for name in pe_params:
+            g[f"pe.{name}"] = pe_grads.get(name, np.zeros_like(pe_params[name]))
+        self.grads = {name: g[name] for name in p}                       # the order of parameters()
+        return self.grads

@@ -1,0 +1,83 @@
+"""The interface every positional encoding implements: four hooks, all off by default.
+
+A PE can act in four places (see DESIGN.md); a subclass overrides the hooks it needs:
+  1. embed      a (T, C) table added to the token embeddings     (sinusoidal, learned, ...)
+  2. rotate     a transform of q and k before the dot product     (RoPE and its scalings, xPos)
+  3. bias       a per-head table over distances i - j, added to the attention logits
+                (ALiBi, T5, KERPLE, Sandwich); the attention kernel adds it on the fly
+  4. logit_scale  a (T,) multiplier of each query's logits        (log-n scaling)
+Every hook that depends on learned parameters has a backward returning their gradients as a dict
+keyed like init_params. Parameters live in the model's dict under "pe.<name>"; the hooks receive
+the PE's own sub-dict with the prefix stripped.
+
+Shape letters: B batch, H heads, T time, D head dim, C model width.
+"""
+import numpy as np
+
+
+class PositionalEncoding:
+    """Base class: no positional information at all (every hook returns None)."""
+
+    name = "base"
+    #: the largest number of positions the PE can encode, or None when it has no limit
+    max_positions = None
+
+    def __init__(self, **options):
+        if options:
+            raise TypeError(f"{self.name} takes no options, got {sorted(options)}")
+
+    def setup(self, config):
+        """Bind the model's dimensions (called once by the model before init_params)."""
+        self.d_model = config.d_model
+        self.n_head = config.n_head
+        self.head_dim = config.d_model // config.n_head
+        self.T_train = config.T_train
+        self.dtype = np.dtype(config.dtype)
+        self.causal = config.causal
+
+    def init_params(self, rng):
+        """Learned parameters, {local name: array}. rng: np.random.Generator."""
+        return {}
+
+    def positions(self, T, train=False, rng=None):
+        """(T,) float64 positions of a window; randomized PEs draw other ones during training."""
+        return np.arange(T, dtype=np.float64)
+
+    def check_length(self, T):
+        """Raise a clear error when the PE cannot encode T positions."""
+
+    # 1. added to the token embeddings
+    def embed(self, params, positions):
+        """Returns ((T, C) table, cache), or None when the PE adds nothing."""
+        return None
+
+    def embed_backward(self, params, dtable, cache):
+        """dtable: (T, C), the gradient of the added table. Returns {local name: gradient}."""
+        return {}
+
+    # 2. rotating q and k
+    def rotate(self, q, k, positions):
+        """q, k: (B, H, T, D). Returns ((q', k'), cache), or None when the PE does not rotate."""
+        return None
+
+    def rotate_backward(self, dq, dk, cache):
+        """Returns (dq, dk) with respect to the unrotated q and k."""
+        raise NotImplementedError(f"{self.name} does not rotate q and k")
+
+    # 3. a bias over distances added to the logits
+    def bias(self, params, T, positions):
+        """Returns ((H, T) or (H, 2T-1) table, cache), or None when the PE adds no bias."""
+        return None
+
+    def bias_backward(self, params, dtable, cache):
+        """dtable: the gradient of the table, summed over layers. Returns {local name: gradient}."""
+        return {}
+
+    # 4. scaling the logits of each query
+    def logit_scale(self, positions):
+        """Returns a (T,) multiplier of the logits of query i, or None."""
+        return None
+
+    def describe(self):
+        """A one-line description for logs and tables."""
+        return self.name
