@@ -8,3 +8,4 @@ Project-wide directives (boundscheck, wraparound, cdivision) are set in setup.py
 TINYPE_CYTHON_DEBUG=1 turns the checks back on.
 """
 include "encodings.pxi"
+include "layers.pxi"

@@ -68,3 +68,133 @@ def test_switch_accepts_lists_and_ints():
     np.testing.assert_allclose(t, reference.sinusoidal_table(np.arange(3.0), 4), atol=1e-15)
     with pytest.raises(TypeError, match="real numbers"):
         kernels.sinusoidal_table(np.array(["a"]), 4)
+
+
+# Layer kernels ---------------------------------------------------------------------------------------
+
+def assert_parity(fast, ref, dtype, what, scale=0.0):
+    """Relative (norm-wise) agreement: 1e-12 in float64, 1e-5 in float32.
+
+    scale: a floor for the denominator where the output can be far smaller than the input it was
+    computed from (GELU's tail: the reference's 0.5 x (1 + tanh u) loses digits to cancellation
+    there, the kernel's x * sigmoid(2u) does not), so errors are measured against the input's size.
+    """
+    fast, ref = np.asarray(fast, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    err = np.linalg.norm(fast - ref) / max(np.linalg.norm(ref), scale, 1e-300)
+    assert err <= TOL[dtype], f"{what}: relative error {err:.2e} > {TOL[dtype]:.0e}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1,), (7,), (5000,), (3, 4099), (2, 33, 65)])
+def test_gelu_matches_reference(dtype, shape):
+    g = np.random.default_rng(0)
+    x = (g.standard_normal(shape) * 3).astype(dtype)
+    out, t = ext.gelu_forward(x)
+    rout, rt = reference.gelu_forward(x)
+    assert out.dtype == dtype and out.shape == shape
+    assert_parity(out, rout, dtype, "gelu out", np.linalg.norm(x))
+    assert_parity(t, rt, dtype, "gelu t")
+    dout = g.standard_normal(shape).astype(dtype)
+    assert_parity(ext.gelu_backward(dout, x, t), reference.gelu_backward(dout, x, rt), dtype, "gelu dx")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N, C", [(1, 1), (5, 3), (64, 64), (17, 255)])
+def test_layernorm_matches_reference(dtype, N, C):
+    g = np.random.default_rng(1)
+    x = (g.standard_normal((N, C)) * 2 + 0.5).astype(dtype)
+    w, b = g.standard_normal(C).astype(dtype), g.standard_normal(C).astype(dtype)
+    fast, ref = ext.layernorm_forward(x, w, b, 1e-5), reference.layernorm_forward(x, w, b, 1e-5)
+    for a, r, name in zip(fast, ref, ("out", "xhat", "rstd")):
+        assert a.dtype == dtype
+        assert_parity(a, r, dtype, name)
+    dout = g.standard_normal((N, C)).astype(dtype)
+    for a, r, name in zip(ext.layernorm_backward(dout, *fast[1:], w),
+                          reference.layernorm_backward(dout, *ref[1:], w), ("dx", "dw", "db")):
+        if C == 1 and name == "dx":
+            np.testing.assert_allclose(a, 0, atol=1e-6)           # one channel: xhat is constant 0
+            continue
+        assert_parity(a, r, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N, V", [(1, 1), (3, 2), (100, 256), (7, 1000)])
+def test_softmax_cross_entropy_matches_reference(dtype, N, V):
+    g = np.random.default_rng(2)
+    logits = (g.standard_normal((N, V)) * 4).astype(dtype)
+    targets = g.integers(0, V, N)
+    weights = g.random(N).astype(dtype)
+    nll, d = ext.softmax_cross_entropy(logits, targets, weights)
+    rnll, rd = reference.softmax_cross_entropy(logits, targets, weights)
+    assert nll.dtype == np.float64 and d.dtype == dtype
+    assert_parity(nll, rnll, dtype, "nll")
+    assert_parity(d, rd, dtype, "dlogits")
+
+
+def test_softmax_cross_entropy_huge_logits_stay_finite():
+    for dtype in (np.float32, np.float64):
+        logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], dtype=dtype)
+        nll, d = ext.softmax_cross_entropy(logits, np.array([1, 2]), np.ones(2, dtype))
+        assert np.all(np.isfinite(nll)) and np.all(np.isfinite(d))
+        np.testing.assert_allclose(nll, [2e4, np.log(3)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_backward_matches_reference(dtype):
+    g = np.random.default_rng(3)
+    idx = g.integers(0, 10, 500)
+    dout = g.standard_normal((500, 6)).astype(dtype)
+    assert_parity(ext.embedding_backward(idx, dout, 10), reference.embedding_backward(idx, dout, 10), dtype, "dwte")
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 40), c=st.integers(1, 70), f32=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_layer_kernels_property(n, c, f32, seed):
+    dtype = np.float32 if f32 else np.float64
+    g = np.random.default_rng(seed)
+    x = (g.standard_normal((n, c)) * 5).astype(dtype)
+    assert_parity(ext.gelu_forward(x)[0], reference.gelu_forward(x)[0], dtype, "gelu", np.linalg.norm(x))
+    targets = g.integers(0, c, n)
+    w = np.full(n, 1 / n, dtype)
+    assert_parity(ext.softmax_cross_entropy(x, targets, w)[1], reference.softmax_cross_entropy(x, targets, w)[1],
+                  dtype, "xent")
+    if c > 1:
+        ones, zeros = np.ones(c, dtype), np.zeros(c, dtype)
+        assert_parity(ext.layernorm_forward(x, ones, zeros)[0], reference.layernorm_forward(x, ones, zeros)[0],
+                      dtype, "ln")
+
+
+@pytest.mark.parametrize("call, err, msg", [
+    (lambda: ext.gelu_forward(np.arange(4)), TypeError, "float32 or float64"),
+    (lambda: ext.gelu_forward(np.zeros((4, 4))[:, ::2]), ValueError, "C-contiguous"),
+    (lambda: ext.gelu_backward(np.zeros(3), np.zeros(4), np.zeros(4)), ValueError, "shapes differ"),
+    (lambda: ext.gelu_backward(np.zeros(4, np.float32), np.zeros(4), np.zeros(4)), TypeError, "float64"),
+    (lambda: ext.layernorm_forward(np.zeros(4), np.ones(4), np.zeros(4)), ValueError, "2 dimensions"),
+    (lambda: ext.layernorm_forward(np.zeros((2, 4)), np.ones(3), np.zeros(4)), ValueError, "must be"),
+    (lambda: ext.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 3]), np.ones(2)), ValueError, r"\[0, 3\)"),
+    (lambda: ext.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 1], np.int32), np.ones(2)), TypeError, "int64"),
+    (lambda: ext.embedding_backward(np.array([0, 5]), np.zeros((2, 3)), 4), ValueError, "token ids"),
+])
+def test_layer_kernels_reject_bad_input(call, err, msg):
+    with pytest.raises(err, match=msg):
+        call()
+
+
+def test_numpy_backend_trains_to_the_same_losses():
+    """The whole training step under TINYPE_BACKEND=numpy gives the same losses as the compiled one."""
+    import subprocess
+    import sys
+    code = ("from tinype import *; import numpy as np\n"
+            "cfg = ModelConfig(n_layer=1, d_model=32, n_head=2, T_train=32)\n"
+            "r = train(cfg, TrainConfig(batch_size=4, steps=8, warmup=2, eval_every=0), progress=False,"
+            " log=lambda *a: None)\n"
+            "print(' '.join(repr(h['loss']) for h in r.history), r.val['nll'])")
+    outs = {}
+    for backend in ("numpy", "cython"):
+        import os
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, TINYPE_BACKEND=backend))
+        assert r.returncode == 0, r.stderr
+        outs[backend] = np.array(r.stdout.split(), dtype=float)
+    np.testing.assert_allclose(outs["cython"], outs["numpy"], rtol=2e-5)
+    assert not np.array_equal(outs["cython"][:1], [np.log(256)])   # it trained

@@ -6,8 +6,10 @@
 Everything else in tinype calls kernels through this module, never tinype._ext directly, so a
 missing extension means a warning and the NumPy twin, never a NameError later on.
 
-Kernels that have only a NumPy reference so far (attention) always run the reference; their
-compiled twins arrive with the kernels issue and will be switched here.
+Kernels: sinusoidal_table; the fused layer kernels gelu_*, layernorm_*, softmax_cross_entropy and
+embedding_backward; attention_forward/backward, which has only its NumPy reference so far (its
+compiled twin arrives with the kernels issue and will be switched here). The compiled `def`
+wrappers insist on C-contiguous arrays of one float dtype; the functions here make them so.
 
 Shape letters: B batch, H heads, T time, D head dim, N positions.
 """
@@ -23,6 +25,12 @@ BUILD_COMMAND = "pip install -e ."
 _requested = os.environ.get("TINYPE_BACKEND", "cython").strip().lower() or "cython"
 if _requested not in ("cython", "numpy"):
     raise ValueError(f"TINYPE_BACKEND must be 'cython' or 'numpy', got {_requested!r}")
+
+# OpenMP threads that spin after a parallel region steal the 2 cores from OpenBLAS's threads,
+# which run the GEMMs between our kernels: measured on the quick preset, spinning (the default)
+# gives 12.5k training tokens/s and passive waiting 44-48k. libgomp reads this when the
+# extension loads it, so it is set here, before the import; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _ext = None
 if _requested == "cython":
@@ -98,3 +106,42 @@ def attention_forward(q, k, v, scale, causal=True, bias=None, logit_scale=None):
 def attention_backward(dout, q, k, v, out, lse, scale, causal=True, bias=None, logit_scale=None):
     """Returns dq, dk, dv and dbias (None without a bias); see reference.attention_backward."""
     return reference.attention_backward(dout, q, k, v, out, lse, scale, causal, bias, logit_scale)
+
+
+# Fused layer kernels: see reference.py for the formulas. ---------------------------------------------
+
+def _impl(name):
+    return getattr(_ext if BACKEND == "cython" else reference, name)
+
+
+_c = np.ascontiguousarray
+
+
+def gelu_forward(x):
+    """(out, t) with t = tanh(sqrt(2/pi) (x + 0.044715 x^3)) kept for the backward."""
+    return _impl("gelu_forward")(_c(x))
+
+
+def gelu_backward(dout, x, t):
+    return _impl("gelu_backward")(_c(dout, dtype=x.dtype), _c(x), _c(t))
+
+
+def layernorm_forward(x, w, b, eps=1e-5):
+    """x: (N, C). Returns out, xhat (N, C), rstd (N,)."""
+    return _impl("layernorm_forward")(_c(x), _c(w, dtype=x.dtype), _c(b, dtype=x.dtype), eps)
+
+
+def layernorm_backward(dout, xhat, rstd, w):
+    """Returns dx (N, C), dw (C,), db (C,)."""
+    return _impl("layernorm_backward")(_c(dout, dtype=xhat.dtype), xhat, rstd, _c(w, dtype=xhat.dtype))
+
+
+def softmax_cross_entropy(logits, targets, weights):
+    """Returns nll (N,) float64 and dlogits (N, V) = (softmax - onehot) * weights."""
+    logits = _c(logits)
+    return _impl("softmax_cross_entropy")(logits, _c(targets, dtype=np.int64), _c(weights, dtype=logits.dtype))
+
+
+def embedding_backward(idx, dout, vocab_size):
+    """dwte (V, C) with dwte[idx[n]] += dout[n]; idx: (N,), dout: (N, C)."""
+    return _impl("embedding_backward")(_c(idx, dtype=np.int64), _c(dout), int(vocab_size))

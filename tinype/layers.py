@@ -2,15 +2,19 @@
 
 Each layer is `x_forward(inputs...) -> (out, cache)` and `x_backward(dout, cache) -> gradients`,
 named d<input> and returned in the forward's order. The cache is a small NamedTuple holding
-exactly what the backward needs. Every pair works in float32 and float64 and is checked against
+exactly what the backward needs. Where a layer is a chain of elementwise passes (GELU, LayerNorm,
+softmax cross-entropy, the embedding's scatter-add), the arithmetic lives in a fused kernel:
+tinype/reference.py holds the NumPy version that reads like the formula, pyx/layers.pxi the
+compiled twin, and tinype.kernels picks one. Every pair works in float32 and float64 and is checked against
 central differences by tests/test_layers.py (see tinype.gradcheck).
 
 Shape letters: B batch, T time, C channels (model width), V vocabulary, N = B*T rows.
 """
-import math
 from typing import NamedTuple
 
 import numpy as np
+
+from . import kernels
 
 
 # Embedding ---------------------------------------------------------------------------------------
@@ -28,9 +32,7 @@ def embedding_forward(idx, wte):
 def embedding_backward(dout, cache):
     """dout: (B, T, C). Returns dwte (V, C): each row sums the gradients of its occurrences."""
     C = dout.shape[-1]
-    dwte = np.zeros((cache.vocab_size, C), dtype=dout.dtype)
-    np.add.at(dwte, cache.idx.ravel(), dout.reshape(-1, C))
-    return dwte
+    return kernels.embedding_backward(cache.idx.reshape(-1), dout.reshape(-1, C), cache.vocab_size)
 
 
 # Linear ------------------------------------------------------------------------------------------
@@ -61,19 +63,19 @@ def linear_backward(dout, cache):
 # LayerNorm ---------------------------------------------------------------------------------------
 
 class LayerNormCache(NamedTuple):
-    xhat: np.ndarray         # (..., C) normalised input
-    rstd: np.ndarray         # (..., 1) 1 / sqrt(var + eps)
+    xhat: np.ndarray         # (N, C) normalised input, rows flattened
+    rstd: np.ndarray         # (N,) 1 / sqrt(var + eps)
     w: np.ndarray            # (C,)
 
 
 def layernorm_forward(x, w, b, eps=1e-5):
-    """out = (x - mean) / sqrt(var + eps) * w + b over the last axis (biased variance, as PyTorch)."""
-    mean = x.mean(axis=-1, keepdims=True)
-    xc = x - mean
-    var = np.mean(xc * xc, axis=-1, keepdims=True)
-    rstd = 1.0 / np.sqrt(var + eps)
-    xhat = xc * rstd
-    return xhat * w + b, LayerNormCache(xhat, rstd, w)
+    """out = (x - mean) / sqrt(var + eps) * w + b over the last axis (biased variance, as PyTorch).
+
+    x: (..., C); w, b: (C,). The rows are flattened to (N, C) for the kernel.
+    """
+    C = x.shape[-1]
+    out, xhat, rstd = kernels.layernorm_forward(x.reshape(-1, C), w, b, eps)
+    return out.reshape(x.shape), LayerNormCache(xhat, rstd, w)
 
 
 def layernorm_backward(dout, cache):
@@ -83,37 +85,26 @@ def layernorm_backward(dout, cache):
         dxhat = dout * w,  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
     """
     xhat, rstd, w = cache
-    C = xhat.shape[-1]
-    dw = np.sum((dout * xhat).reshape(-1, C), axis=0)
-    db = np.sum(dout.reshape(-1, C), axis=0)
-    dxhat = dout * w
-    dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
-                 - xhat * np.mean(dxhat * xhat, axis=-1, keepdims=True))
-    return dx, dw, db
+    dx, dw, db = kernels.layernorm_backward(dout.reshape(xhat.shape), xhat, rstd, w)
+    return dx.reshape(dout.shape), dw, db
 
 
 # GELU (tanh approximation, as GPT-2) -------------------------------------------------------------
 
-# A Python float, not np.float64: NumPy 2 would promote float32 activations to float64.
-_GELU_K = math.sqrt(2.0 / math.pi)
-
-
 class GeluCache(NamedTuple):
     x: np.ndarray
-    t: np.ndarray            # tanh(k (x + 0.044715 x^3))
+    t: np.ndarray            # tanh(sqrt(2/pi) (x + 0.044715 x^3))
 
 
 def gelu_forward(x):
     """out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    t = np.tanh(_GELU_K * (x + 0.044715 * x * x * x))
-    return 0.5 * x * (1.0 + t), GeluCache(x, t)
+    out, t = kernels.gelu_forward(x)
+    return out, GeluCache(x, t)
 
 
 def gelu_backward(dout, cache):
     """d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
-    x, t = cache
-    dudx = _GELU_K * (1.0 + 3 * 0.044715 * x * x)
-    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dudx)
+    return kernels.gelu_backward(dout, cache.x, cache.t)
 
 
 # MLP ---------------------------------------------------------------------------------------------
@@ -143,9 +134,7 @@ def mlp_backward(dout, cache):
 # Softmax cross-entropy ---------------------------------------------------------------------------
 
 class CrossEntropyCache(NamedTuple):
-    probs: np.ndarray        # (N, V) softmax of the logits
-    targets: np.ndarray      # (N,)
-    weights: np.ndarray      # (N,) 1/count for counted rows, 0 for ignored ones
+    dlogits: np.ndarray      # (N, V) (softmax - onehot) * row weight: the gradient for dloss = 1
 
 
 def softmax(logits, axis=-1):
@@ -159,25 +148,18 @@ def cross_entropy_forward(logits, targets, ignore_index=-1):
     """Mean negative log-likelihood of `targets` under softmax(logits).
 
     logits: (N, V); targets: (N,) ints in [0, V), or `ignore_index` for rows that do not count.
-    Returns the loss (a 0-d array in the logits' dtype) and the cache.
+    Returns the loss (a 0-d array in the logits' dtype) and the cache. The kernel computes the
+    gradient in the same pass (it needs the same softmax), so the backward is a multiplication.
     """
-    N = logits.shape[0]
-    z = logits - logits.max(axis=-1, keepdims=True)
-    logsumexp = np.log(np.exp(z).sum(axis=-1))
     keep = targets != ignore_index
     count = max(int(keep.sum()), 1)
-    safe_t = np.where(keep, targets, 0)
-    nll = logsumexp - z[np.arange(N), safe_t]                 # (N,)
-    weights = keep.astype(logits.dtype) / count
-    loss = np.sum(nll * weights)
-    probs = np.exp(z - logsumexp[:, None])
-    return loss, CrossEntropyCache(probs, safe_t, weights)
+    weights = keep.astype(logits.dtype) / count              # each counted row weighs 1/count
+    nll, dlogits = kernels.softmax_cross_entropy(logits, np.where(keep, targets, 0), weights)
+    loss = np.asarray(np.dot(nll, weights), dtype=logits.dtype)
+    return loss, CrossEntropyCache(dlogits)
 
 
 def cross_entropy_backward(dloss, cache):
-    """dlogits = (softmax - onehot(targets)) * weight of the row * dloss."""
-    probs, targets, weights = cache
-    dlogits = probs.copy()
-    dlogits[np.arange(len(targets)), targets] -= 1.0
-    dlogits *= (weights * dloss)[:, None]
-    return dlogits
+    """in the forward pass this was: loss = sum_n w_n (logsumexp(z_n) - z_n[t_n]);
+    so dlogits = (softmax(z) - onehot(t)) * w_n * dloss."""
+    return cache.dlogits * dloss if dloss != 1.0 else cache.dlogits.copy()

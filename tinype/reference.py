@@ -6,6 +6,7 @@ when in doubt about what a kernel computes, read it here.
 
 Shape letters: B batch, H heads, T time, D head dim, N positions, C channels.
 """
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -120,3 +121,63 @@ def attention_backward(dout, q, k, v, out, lse, scale, causal=True, bias=None, l
     dq = np.matmul(ds, k)
     dk = np.matmul(ds.swapaxes(-1, -2), q)
     return dq, dk, dv, dbias
+
+
+# Layer kernels (twins of pyx/layers.pxi) ------------------------------------------------------------
+
+GELU_K = math.sqrt(2.0 / math.pi)   # a Python float: np.float64 would promote float32 arrays
+
+
+def gelu_forward(x):
+    """out = 0.5 x (1 + t), t = tanh(sqrt(2/pi) (x + 0.044715 x^3)). Returns (out, t)."""
+    t = np.tanh(GELU_K * (x + 0.044715 * x * x * x))
+    return 0.5 * x * (1.0 + t), t
+
+
+def gelu_backward(dout, x, t):
+    """d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
+    dudx = GELU_K * (1.0 + 3 * 0.044715 * x * x)
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dudx)
+
+
+def layernorm_forward(x, w, b, eps=1e-5):
+    """x: (N, C). out = xhat * w + b, xhat = (x - mean) * rstd, rstd = 1/sqrt(var + eps) (biased var).
+    Returns out (N, C), xhat (N, C), rstd (N,)."""
+    mean = x.mean(axis=-1, keepdims=True)
+    xc = x - mean
+    rstd = 1.0 / np.sqrt(np.mean(xc * xc, axis=-1, keepdims=True) + eps)
+    xhat = xc * rstd
+    return xhat * w + b, xhat, rstd[:, 0]
+
+
+def layernorm_backward(dout, xhat, rstd, w):
+    """dxhat = dout * w;  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+    Returns dx (N, C), dw (C,), db (C,)."""
+    dxhat = dout * w
+    dx = rstd[:, None] * (dxhat - dxhat.mean(axis=-1, keepdims=True)
+                          - xhat * np.mean(dxhat * xhat, axis=-1, keepdims=True))
+    return dx, np.sum(dout * xhat, axis=0), dout.sum(axis=0)
+
+
+def softmax_cross_entropy(logits, targets, weights):
+    """Weighted softmax cross-entropy, forward and backward together.
+
+    logits: (N, V); targets: (N,) int64; weights: (N,).
+    nll[n] = logsumexp(logits[n]) - logits[n, targets[n]]            (float64)
+    dlogits[n] = (softmax(logits[n]) - onehot(targets[n])) * weights[n]
+    """
+    N = logits.shape[0]
+    z = logits - logits.max(axis=-1, keepdims=True)       # the max first: +-1e4 logits stay finite
+    lse = np.log(np.exp(z).sum(axis=-1, keepdims=True))   # (N, 1)
+    nll = (lse[:, 0] - z[np.arange(N), targets]).astype(np.float64)
+    dlogits = np.exp(z - lse)
+    dlogits[np.arange(N), targets] -= 1.0
+    dlogits *= weights[:, None]
+    return nll, dlogits
+
+
+def embedding_backward(idx, dout, vocab_size):
+    """dwte[idx[n]] += dout[n]. idx: (N,) int64; dout: (N, C). Returns dwte (V, C)."""
+    dwte = np.zeros((vocab_size, dout.shape[1]), dtype=dout.dtype)
+    np.add.at(dwte, idx, dout)
+    return dwte
