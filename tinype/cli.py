@@ -41,9 +41,10 @@ def _positive_float(text):
 
 
 def _pe_name(text):
-    if text.strip().lower() not in positions.available():
-        raise argparse.ArgumentTypeError(
-            f"unknown positional encoding {text!r}; available: {', '.join(positions.available())}")
+    try:
+        positions.get(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return text.strip().lower()
 
 

@@ -86,9 +86,11 @@ def _check_attention_inputs(q, k, v, bias, logit_scale, causal):
         raise TypeError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
     _, H, T, _ = q.shape
     if bias is not None:
-        if bias.ndim != 2 or bias.shape[0] != H or bias.shape[1] not in (T, 2 * T - 1):
-            raise ValueError(f"bias must be (H, T)=({H}, {T}) or (H, 2T-1)=({H}, {2 * T - 1}), got {bias.shape}")
-        if bias.shape[1] == T and T > 1 and not causal:
+        dense = bias.ndim == 3 and bias.shape == (H, T, T)
+        if not dense and (bias.ndim != 2 or bias.shape[0] != H or bias.shape[1] not in (T, 2 * T - 1)):
+            raise ValueError(f"bias must be (H, T)=({H}, {T}), (H, 2T-1)=({H}, {2 * T - 1}) or dense "
+                             f"(H, T, T), got {bias.shape}")
+        if not dense and bias.shape[1] == T and T > 1 and not causal:
             raise ValueError("a one-sided (H, T) bias table needs causal=True; pass (H, 2T-1) otherwise")
     if logit_scale is not None and np.shape(logit_scale) != (T,):
         raise ValueError(f"logit_scale must be (T,)=({T},), got {np.shape(logit_scale)}")

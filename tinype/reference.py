@@ -64,7 +64,10 @@ def _logits(q, k, scale, causal, bias, logit_scale):
     mult = scale if logit_scale is None else scale * logit_scale.astype(q.dtype)[:, None]
     s *= mult
     if bias is not None:
-        s += bias[:, _distance_index(T, bias.shape[1])]     # (H, T, T) broadcast over B
+        if bias.ndim == 3:
+            s += bias                                         # dense (H, T, T): FIRE
+        else:
+            s += bias[:, _distance_index(T, bias.shape[1])]  # (H, T, T) broadcast over B
     if causal:
         s += _causal_mask(T).astype(q.dtype, copy=False)
     return s
@@ -76,7 +79,8 @@ def attention_forward(q, k, v, scale, causal=True, bias=None, logit_scale=None):
         s[b,h,i,j] = logit_scale[i] * scale * q[b,h,i] . k[b,h,j] + bias[h, i - j]
         p = softmax_j(s)  (j <= i when causal);   out[b,h,i] = sum_j p[b,h,i,j] v[b,h,j]
 
-    q, k, v: (B, H, T, D).  bias: None, (H, T) causal table or (H, 2T-1) two-sided table.
+    q, k, v: (B, H, T, D).  bias: None, (H, T) causal table, (H, 2T-1) two-sided table, or a dense
+    (H, T, T) bias (FIRE, whose bias depends on i as well as i - j).
     logit_scale: None or (T,).  Returns out (B, H, T, D) and lse (B, H, T), the log-sum-exp
     of each row, which is all the backward needs to rebuild p.
     """
@@ -107,12 +111,15 @@ def attention_backward(dout, q, k, v, out, lse, scale, causal=True, bias=None, l
     ds = p * (dp - rowdot)
     dbias = None
     if bias is not None:
-        H, n_table = bias.shape
-        T = q.shape[2]
-        idx = _distance_index(T, n_table)
         ds_h = ds.sum(axis=0)                                 # (H, T, T)
         if causal:
             ds_h = np.tril(ds_h)                              # clipped j > i entries carry no gradient
+    if bias is not None and bias.ndim == 3:
+        dbias = ds_h.astype(bias.dtype)
+    elif bias is not None:
+        H, n_table = bias.shape
+        T = q.shape[2]
+        idx = _distance_index(T, n_table)
         flat = (idx[None] + n_table * np.arange(H)[:, None, None]).ravel()
         dbias = np.bincount(flat, weights=ds_h.ravel(), minlength=H * n_table)
         dbias = dbias.reshape(H, n_table).astype(bias.dtype)
@@ -181,3 +188,29 @@ def embedding_backward(idx, dout, vocab_size):
     dwte = np.zeros((vocab_size, dout.shape[1]), dtype=dout.dtype)
     np.add.at(dwte, idx, dout)
     return dwte
+
+
+# Rotary (twin of the kernels issue's rotary kernel) ----------------------------------------------------
+
+def apply_rotary(x, cos, sin, interleaved=False):
+    """Rotate channel pairs of x by the angles whose cos/sin are given (amplitudes included).
+
+    x: (..., T, D); cos, sin: (T, D/2), one angle per pair k.
+      rotate-half layout (Hugging Face): pair k is (x[k], x[k + D/2])
+      interleaved layout (RoFormer paper): pair k is (x[2k], x[2k+1])
+    y_a = x_a cos - x_b sin,  y_b = x_b cos + x_a sin.
+    The transposed rotation, the backward, is apply_rotary(dy, cos, -sin).
+    """
+    half = x.shape[-1] // 2
+    if interleaved:
+        a, b = x[..., 0::2], x[..., 1::2]
+    else:
+        a, b = x[..., :half], x[..., half:]
+    ya = a * cos - b * sin
+    yb = b * cos + a * sin
+    out = np.empty_like(x)
+    if interleaved:
+        out[..., 0::2], out[..., 1::2] = ya, yb
+    else:
+        out[..., :half], out[..., half:] = ya, yb
+    return out

@@ -81,3 +81,43 @@ class PositionalEncoding:
     def describe(self):
         """A one-line description for logs and tables."""
         return self.name
+
+    def figure_data(self, T, params=None):
+        """What this PE does to a window of T positions, ready to plot (the chapters use it).
+
+        params: the PE's own parameters ({local name: array}; a trained model's, or fresh ones
+        from init_params when None). Returns a dict with the keys that apply:
+          "positions" (T,)   the positions used (evaluation mode)
+          "table"     (T, C) the table added to the embeddings
+          "cos", "sin" (T, D/2) the rotation angles' cosines and sines (amplitudes included)
+          "bias"      (H, T) bias over distances 0..T-1 (causal), (H, 2T-1) two-sided, or dense (H, T, T)
+          "logit_scale" (T,) the per-query multiplier
+        """
+        self.check_length(T)
+        if params is None:
+            params = self.init_params(np.random.default_rng(0))
+        pos = self.positions(T)
+        out = {"positions": pos}
+        emb = self.embed(params, pos)
+        if emb is not None:
+            out["table"] = np.asarray(emb[0])
+        probe = np.zeros((1, 1, T, self.head_dim), dtype=self.dtype)
+        if self.rotate(probe, probe, pos) is not None:
+            # rotate unit vectors: channel pair k of e_a gives (cos, sin) of pair k's angle
+            half = self.head_dim // 2
+            basis = np.zeros((1, 1, T, self.head_dim), dtype=np.float64)
+            if getattr(self, "interleaved", False):
+                basis[..., 0::2] = 1.0
+                first, second = slice(0, None, 2), slice(1, None, 2)
+            else:
+                basis[..., :half] = 1.0
+                first, second = slice(0, half), slice(half, None)
+            (q, _), _ = self.rotate(basis, basis, pos)
+            out["cos"], out["sin"] = q[0, 0][:, first], q[0, 0][:, second]
+        bias = self.bias(params, T, pos)
+        if bias is not None:
+            out["bias"] = np.asarray(bias[0])
+        scale = self.logit_scale(pos)
+        if scale is not None:
+            out["logit_scale"] = scale
+        return out

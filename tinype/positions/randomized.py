@@ -1,0 +1,77 @@
+"""Randomized positions (Ruoss et al. 2023, "Randomized Positional Encodings Boost Length
+Generalization of Transformers").
+
+A window of T tokens gets positions that are a sorted random subset of [0, L_max), L_max much
+larger than T_train (default 8 T_train), instead of 0..T-1. Training thus sees every position up to
+L_max, and the relative gaps vary, so a longer test window is nothing new. Evaluation draws
+positions the same way from a generator seeded by the window length (eval_positions="random",
+reproducible), or uses 0..T-1 (eval_positions="range"). Works with any PE that reads positions:
+here the sinusoidal, learned (a table of L_max rows) and rotary encodings.
+"""
+import numpy as np
+
+from .learned import Learned
+from .rope import Rotary
+from .sinusoidal import Sinusoidal
+
+
+class _RandomizedMixin:
+    def _init_random(self, L_max, eval_positions):
+        if eval_positions not in ("random", "range"):
+            raise ValueError(f"eval_positions must be 'random' or 'range', got {eval_positions!r}")
+        self.L_max_option = L_max
+        self.eval_positions = eval_positions
+
+    def _setup_random(self, config):
+        self.L_max = int(self.L_max_option or 8 * config.T_train)
+        if self.L_max < config.T_train:
+            raise ValueError(f"L_max={self.L_max} must be >= T_train={config.T_train}")
+
+    def check_length(self, T):
+        if T > self.L_max:
+            raise ValueError(f"{self.name}: positions are drawn from [0, {self.L_max}), which cannot hold "
+                             f"{T} distinct positions; raise L_max (pe_options) or shorten the input")
+
+    def positions(self, T, train=False, rng=None):
+        if not train and self.eval_positions == "range":
+            return np.arange(T, dtype=np.float64)
+        if rng is None or not train:
+            rng = np.random.default_rng([T, 20230526])                   # reproducible evaluation
+        return np.sort(rng.choice(self.L_max, size=T, replace=False)).astype(np.float64)
+
+
+class RandomizedSinusoidal(_RandomizedMixin, Sinusoidal):
+    name = "randomized_sinusoidal"
+
+    def __init__(self, L_max=None, eval_positions="random", **options):
+        super().__init__(**options)
+        self._init_random(L_max, eval_positions)
+
+    def setup(self, config):
+        super().setup(config)
+        self._setup_random(config)
+
+
+class RandomizedLearned(_RandomizedMixin, Learned):
+    name = "randomized_learned"
+
+    def __init__(self, L_max=None, eval_positions="random", **options):
+        super().__init__(**options)
+        self._init_random(L_max, eval_positions)
+
+    def setup(self, config):
+        super().setup(config)
+        self._setup_random(config)
+        self.max_positions = self.L_max                                  # the table has L_max rows
+
+
+class RandomizedRope(_RandomizedMixin, Rotary):
+    name = "randomized_rope"
+
+    def __init__(self, L_max=None, eval_positions="random", **options):
+        super().__init__(**options)
+        self._init_random(L_max, eval_positions)
+
+    def setup(self, config):
+        super().setup(config)
+        self._setup_random(config)
