@@ -198,3 +198,102 @@ def test_numpy_backend_trains_to_the_same_losses():
         outs[backend] = np.array(r.stdout.split(), dtype=float)
     np.testing.assert_allclose(outs["cython"], outs["numpy"], rtol=2e-5)
     assert not np.array_equal(outs["cython"][:1], [np.log(256)])   # it trained
+
+
+# Fused attention -----------------------------------------------------------------------------------------
+
+def _attention_case(B, H, T, D, dtype, causal, table, with_mult, seed):
+    g = np.random.default_rng(seed)
+    q, k, v = [(g.standard_normal((B, H, T, D)) * 1.5).astype(dtype) for _ in range(3)]
+    bias = None
+    if table == "causal":
+        bias = g.standard_normal((H, T)).astype(dtype)
+    elif table == "two-sided":
+        bias = g.standard_normal((H, 2 * T - 1)).astype(dtype)
+    mult = (1 + g.random(T)).astype(dtype) if with_mult else None
+    return q, k, v, bias, mult, g.standard_normal((B, H, T, D)).astype(dtype)
+
+
+def _check_attention_parity(B, H, T, D, dtype, causal, table, with_mult, seed=0):
+    q, k, v, bias, mult, dout = _attention_case(B, H, T, D, dtype, causal, table, with_mult, seed)
+    out, lse = ext.attention_forward(q, k, v, 0.3, causal, bias, mult)
+    rout, rlse = reference.attention_forward(q, k, v, 0.3, causal, bias, mult)
+    assert out.dtype == lse.dtype == dtype
+    assert_parity(out, rout, dtype, "out")
+    assert_parity(lse, rlse, dtype, "lse")
+    fast = ext.attention_backward(dout, q, k, v, out, lse, 0.3, causal, bias, mult)
+    ref = reference.attention_backward(dout, q, k, v, rout, rlse, 0.3, causal, bias, mult)
+    # Gradients are measured against |dout| at least (dv = p^T dout is that size): where the true
+    # gradient is zero (T = 1: one key, a constant softmax, dq = dk = 0) both sides hold only the
+    # rounding noise of p (dp - rowdot), a difference of two terms of size |dout| |v|.
+    floor = np.linalg.norm(dout)
+    for a, r, name in zip(fast, ref, ("dq", "dk", "dv", "dbias")):
+        if r is None:
+            assert a is None
+            continue
+        assert a.dtype == dtype and a.shape == r.shape
+        assert_parity(a, r, dtype, name, floor)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal, table, with_mult", [
+    (True, None, False), (False, None, False), (True, "causal", False), (True, "two-sided", True),
+    (False, "two-sided", False), (True, None, True)])
+def test_attention_matches_reference(dtype, causal, table, with_mult):
+    # T = 150 spans three 64-key blocks with a ragged last one; D = 7 is not a multiple of 8
+    _check_attention_parity(2, 3, 150, 7, dtype, causal, table, with_mult)
+
+
+@settings(max_examples=40, deadline=None)
+@given(B=st.integers(1, 2), H=st.integers(1, 3), T=st.integers(1, 140), D=st.integers(1, 20),
+       f32=st.booleans(), causal=st.booleans(), table=st.sampled_from([None, "causal", "two-sided"]),
+       with_mult=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_attention_property(B, H, T, D, f32, causal, table, with_mult, seed):
+    if table == "causal" and not causal:
+        table = "two-sided"
+    _check_attention_parity(B, H, T, D, np.float32 if f32 else np.float64, causal, table, with_mult, seed)
+
+
+@pytest.mark.parametrize("call, err, msg", [
+    (lambda q: ext.attention_forward(q.astype(np.float16), q, q, 1.0), TypeError, "float32 or float64"),
+    (lambda q: ext.attention_forward(q, q.astype(np.float32), q, 1.0), TypeError, "float64"),
+    (lambda q: ext.attention_forward(q[0], q[0], q[0], 1.0), ValueError, "4 dimensions"),
+    (lambda q: ext.attention_forward(q, np.zeros((1, 2, 3, 4)), q, 1.0), ValueError, "shapes differ"),
+    (lambda q: ext.attention_forward(q.transpose(0, 2, 1, 3), q.transpose(0, 2, 1, 3), q.transpose(0, 2, 1, 3), 1.0),
+     ValueError, "C-contiguous"),
+    (lambda q: ext.attention_forward(q, q, q, 1.0, True, np.zeros((2, 3))), ValueError, "bias must be"),
+    (lambda q: ext.attention_forward(q, q, q, 1.0, False, np.zeros((2, 4))), ValueError, "causal=True"),
+    (lambda q: ext.attention_forward(q, q, q, 1.0, True, None, np.ones(5)), ValueError, "logit_scale"),
+    (lambda q: ext.attention_forward(np.zeros((1, 2, 0, 4)), np.zeros((1, 2, 0, 4)), np.zeros((1, 2, 0, 4)), 1.0),
+     ValueError, "empty"),
+    (lambda q: ext.attention_backward(np.zeros((1, 2, 2, 4)), q, q, q, q, np.zeros((1, 2, 4)), 1.0), ValueError,
+     "do not fit"),
+    (lambda q: ext.attention_forward([1.0], q, q, 1.0), TypeError, "numpy array"),
+])
+def test_attention_kernel_rejects_bad_input(call, err, msg):
+    with pytest.raises(err, match=msg):
+        call(np.zeros((1, 2, 4, 4)))
+
+
+def test_attention_memory_grows_linearly_in_T():
+    """No T x T matrix: at T = 8192 one head's scores would be 256 MiB in float32; the fused kernel's
+    forward + backward must stay far below that (the benchmark measures T = 16384, H = 4, D = 64)."""
+    import subprocess
+    import sys
+    code = """
+import resource, numpy as np
+from tinype import _ext
+T, D = 8192, 8
+g = np.random.default_rng(0)
+q, k, v = [g.standard_normal((1, 1, T, D)).astype(np.float32) for _ in range(3)]
+bias = -np.arange(T, dtype=np.float32)[None, :] * 0.01
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out, lse = _ext.attention_forward(q, k, v, 0.35, True, bias)
+grads = _ext.attention_backward(np.ones_like(out), q, k, v, out, lse, 0.35, True, bias)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    grew_mib = float(r.stdout.strip())
+    assert grew_mib < 32, f"attention at T=8192 grew the process by {grew_mib:.0f} MiB; a T x T float32 is 256 MiB"

@@ -7,9 +7,10 @@ Everything else in tinype calls kernels through this module, never tinype._ext d
 missing extension means a warning and the NumPy twin, never a NameError later on.
 
 Kernels: sinusoidal_table; the fused layer kernels gelu_*, layernorm_*, softmax_cross_entropy and
-embedding_backward; attention_forward/backward, which has only its NumPy reference so far (its
-compiled twin arrives with the kernels issue and will be switched here). The compiled `def`
-wrappers insist on C-contiguous arrays of one float dtype; the functions here make them so.
+embedding_backward; attention_forward/backward (fused, flash-style: no T x T matrix). The compiled
+`def` wrappers insist on C-contiguous arrays of one float dtype; the functions here make them so.
+A dense (H, T, T) bias (FIRE) always takes the NumPy reference, which is the only one that holds
+a T x T matrix anyway.
 
 Shape letters: B batch, H heads, T time, D head dim, N positions.
 """
@@ -102,12 +103,27 @@ def attention_forward(q, k, v, scale, causal=True, bias=None, logit_scale=None):
     q, k, v: (B, H, T, D); see reference.attention_forward for the formula.
     """
     _check_attention_inputs(q, k, v, bias, logit_scale, causal)
+    if _compiled_attention(bias):
+        dt = q.dtype
+        return _ext.attention_forward(_c(q), _c(k, dtype=dt), _c(v, dtype=dt), float(scale), bool(causal),
+                                      None if bias is None else _c(bias, dtype=dt),
+                                      None if logit_scale is None else _c(logit_scale, dtype=dt))
     return reference.attention_forward(q, k, v, scale, causal, bias, logit_scale)
 
 
 def attention_backward(dout, q, k, v, out, lse, scale, causal=True, bias=None, logit_scale=None):
     """Returns dq, dk, dv and dbias (None without a bias); see reference.attention_backward."""
+    if _compiled_attention(bias):
+        dt = q.dtype
+        return _ext.attention_backward(_c(dout, dtype=dt), _c(q), _c(k, dtype=dt), _c(v, dtype=dt),
+                                       _c(out, dtype=dt), _c(lse, dtype=dt), float(scale), bool(causal),
+                                       None if bias is None else _c(bias, dtype=dt),
+                                       None if logit_scale is None else _c(logit_scale, dtype=dt))
     return reference.attention_backward(dout, q, k, v, out, lse, scale, causal, bias, logit_scale)
+
+
+def _compiled_attention(bias):
+    return BACKEND == "cython" and (bias is None or bias.ndim == 2)
 
 
 # Fused layer kernels: see reference.py for the formulas. ---------------------------------------------
