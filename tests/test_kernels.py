@@ -112,7 +112,10 @@ def test_layernorm_matches_reference(dtype, N, C):
     for a, r, name in zip(ext.layernorm_backward(dout, *fast[1:], w),
                           reference.layernorm_backward(dout, *ref[1:], w), ("dx", "dw", "db")):
         if C == 1 and name == "dx":
-            np.testing.assert_allclose(a, 0, atol=1e-6)           # one channel: xhat is constant 0
+            # one channel: dx is exactly 0 in theory; float32 rounding of (dout w - mean) is ~1e-8,
+            # which rstd = 1/sqrt(eps) ~ 316 amplifies (more so with fused multiply-adds)
+            np.testing.assert_allclose(a, 0, atol=1e-4 if dtype == np.float32 else 1e-10)
+            continue
             continue
         assert_parity(a, r, dtype, name)
 
