@@ -10,3 +10,4 @@ TINYPE_CYTHON_DEBUG=1 turns the checks back on.
 include "encodings.pxi"
 include "layers.pxi"
 include "attention.pxi"
+include "rotary.pxi"

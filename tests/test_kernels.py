@@ -300,3 +300,47 @@ print((after - before) / 1024)
     assert r.returncode == 0, r.stderr
     grew_mib = float(r.stdout.strip())
     assert grew_mib < 32, f"attention at T=8192 grew the process by {grew_mib:.0f} MiB; a T x T float32 is 256 MiB"
+
+
+# Rotary --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("interleaved", [False, True])
+@pytest.mark.parametrize("shape", [(5, 2), (3, 4, 17, 8), (1, 1, 1, 64), (2, 33, 6)])
+def test_rotary_matches_reference(dtype, interleaved, shape):
+    g = np.random.default_rng(4)
+    x = g.standard_normal(shape).astype(dtype)
+    T, D = shape[-2], shape[-1]
+    theta = g.random((T, D // 2)) * 50
+    amp = 1 + g.random((T, D // 2))                       # an attention factor or xPos scale
+    c, s = (np.cos(theta) * amp).astype(dtype), (np.sin(theta) * amp).astype(dtype)
+    y = ext.apply_rotary(x, c, s, interleaved)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_parity(y, reference.apply_rotary(x, c, s, interleaved), dtype, "rotary")
+    # the backward is the rotation by -theta: with unit amplitude it undoes the forward
+    cu, su = np.cos(theta).astype(dtype), np.sin(theta).astype(dtype)
+    back = ext.apply_rotary(ext.apply_rotary(x, cu, su, interleaved), cu, -su, interleaved)
+    assert_parity(back, x, dtype, "inverse rotation")
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 3), T=st.integers(1, 40), half=st.integers(1, 20), f32=st.booleans(),
+       interleaved=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_rotary_property(n, T, half, f32, interleaved, seed):
+    dtype = np.float32 if f32 else np.float64
+    g = np.random.default_rng(seed)
+    x = g.standard_normal((n, T, 2 * half)).astype(dtype)
+    c, s = (g.standard_normal((T, half)).astype(dtype) for _ in range(2))
+    assert_parity(ext.apply_rotary(x, c, s, interleaved), reference.apply_rotary(x, c, s, interleaved), dtype, "rotary")
+
+
+@pytest.mark.parametrize("args, err, msg", [
+    ((np.zeros((2, 3, 5)), np.zeros((3, 2)), np.zeros((3, 2))), ValueError, "even head dimension"),
+    ((np.zeros((2, 3, 4)), np.zeros((3, 3)), np.zeros((3, 2))), ValueError, r"\(T, D/2\)"),
+    ((np.zeros((2, 3, 4), np.float32), np.zeros((3, 2)), np.zeros((3, 2))), TypeError, "float32"),
+    ((np.zeros(4), np.zeros((1, 2)), np.zeros((1, 2))), ValueError, r"\(\.\.\., T, D\)"),
+    ((np.zeros((3, 8))[:, ::2], np.zeros((3, 2)), np.zeros((3, 2))), ValueError, "C-contiguous"),
+])
+def test_rotary_rejects_bad_input(args, err, msg):
+    with pytest.raises(err, match=msg):
+        ext.apply_rotary(*args)

@@ -163,3 +163,13 @@ def softmax_cross_entropy(logits, targets, weights):
 def embedding_backward(idx, dout, vocab_size):
     """dwte (V, C) with dwte[idx[n]] += dout[n]; idx: (N,), dout: (N, C)."""
     return _impl("embedding_backward")(_c(idx, dtype=np.int64), _c(dout), int(vocab_size))
+
+
+def apply_rotary(x, cos, sin, interleaved=False):
+    """Rotate channel pairs of x (..., T, D) by angles with cos, sin (T, D/2); see reference.apply_rotary.
+
+    The backward is apply_rotary(dy, cos, -sin)."""
+    if BACKEND == "cython":
+        x = _c(x)
+        return _ext.apply_rotary(x, _c(cos, dtype=x.dtype), _c(sin, dtype=x.dtype), bool(interleaved))
+    return reference.apply_rotary(x, cos, sin, interleaved)

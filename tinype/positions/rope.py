@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from .. import reference
+from .. import kernels
 from .base import PositionalEncoding
 
 SCALINGS = ("default", "linear", "ntk", "dynamic", "yarn", "llama3")
@@ -113,7 +113,7 @@ def rope_tables(positions, inv_freq, attention_factor=1.0):
 def apply_rope(x, positions, inv_freq, attention_factor=1.0, interleaved=False):
     """Rotate x (..., T, D) at `positions` (T,): the public one-call form of the rotation."""
     cos, sin = rope_tables(positions, inv_freq, attention_factor)
-    return reference.apply_rotary(x, cos.astype(x.dtype), sin.astype(x.dtype), interleaved)
+    return kernels.apply_rotary(x, cos.astype(x.dtype), sin.astype(x.dtype), interleaved)
 
 
 class Rotary(PositionalEncoding):
@@ -165,15 +165,15 @@ class Rotary(PositionalEncoding):
     def rotate(self, q, k, positions):
         cos, sin = self.tables(positions)
         cos, sin = cos.astype(q.dtype), sin.astype(q.dtype)
-        q2 = reference.apply_rotary(q, cos, sin, self.interleaved)
-        k2 = reference.apply_rotary(k, cos, sin, self.interleaved)
+        q2 = kernels.apply_rotary(q, cos, sin, self.interleaved)
+        k2 = kernels.apply_rotary(k, cos, sin, self.interleaved)
         return (q2, k2), (cos, sin)
 
     def rotate_backward(self, dq, dk, cache):
         cos, sin = cache
         # a rotation's transpose is the rotation by -theta (the amplitude factor stays)
-        return (reference.apply_rotary(dq, cos, -sin, self.interleaved),
-                reference.apply_rotary(dk, cos, -sin, self.interleaved))
+        return (kernels.apply_rotary(dq, cos, -sin, self.interleaved),
+                kernels.apply_rotary(dk, cos, -sin, self.interleaved))
 
     def describe(self):
         return f"{self.name}(base={self.base:g}{', interleaved' if self.interleaved else ''})"
@@ -215,11 +215,11 @@ class XPos(Rotary):
         scale = zeta[None, :] ** (p[:, None] / self.scale_base)                     # (T, D/2)
         cq, sq = (cos * scale).astype(q.dtype), (sin * scale).astype(q.dtype)
         ck, sk = (cos / scale).astype(q.dtype), (sin / scale).astype(q.dtype)
-        q2 = reference.apply_rotary(q, cq, sq, self.interleaved)
-        k2 = reference.apply_rotary(k, ck, sk, self.interleaved)
+        q2 = kernels.apply_rotary(q, cq, sq, self.interleaved)
+        k2 = kernels.apply_rotary(k, ck, sk, self.interleaved)
         return (q2, k2), (cq, sq, ck, sk)
 
     def rotate_backward(self, dq, dk, cache):
         cq, sq, ck, sk = cache
-        return (reference.apply_rotary(dq, cq, -sq, self.interleaved),
-                reference.apply_rotary(dk, ck, -sk, self.interleaved))
+        return (kernels.apply_rotary(dq, cq, -sq, self.interleaved),
+                kernels.apply_rotary(dk, ck, -sk, self.interleaved))
