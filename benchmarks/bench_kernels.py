@@ -1,0 +1,190 @@
+"""Kernel speed, measured in one run: tinype's Cython kernels against their NumPy twins and PyTorch.
+
+    python benchmarks/bench_kernels.py [--lengths 256,1024,4096,8192] [--numpy-max 4096] [--skip-memory]
+
+1. Attention forward + backward, float32, B=1, H=4, D=64, causal with an ALiBi bias:
+   tinype's fused kernel; its NumPy twin (dense T x T matrices: up to --numpy-max);
+   torch.nn.functional.scaled_dot_product_attention given the bias as a dense (1, H, T, T) float
+   mask (its fastest way to take a bias), and its own causal kernel with no bias at all.
+   FLOPs are counted as the kernel does them: 4 D per visible (query, key) pair forward, 10 D
+   backward (the scores are recomputed), against numpy's sgemm on 2048^3 as the machine's peak.
+2. RoPE on (1, 4, 4096, 64) float32 against the memory-bandwidth bound: bytes moved (x read, y
+   written, cos/sin read) / the copy bandwidth of a 256 MiB np.copyto.
+3. Peak resident memory of attention forward + backward at T=16384 (in a fresh process).
+4. Training tokens/s of the quick preset, learned and alibi PEs, compiled vs NumPy backend.
+Threads: 2 (OMP_NUM_THREADS, BLAS, torch).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import numpy as np  # noqa: E402
+
+from tinype import _ext, kernels, reference  # noqa: E402
+from tinype.positions import alibi_slopes  # noqa: E402
+
+
+def best_of(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def sgemm_peak():
+    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    a @ a
+    return 2 * 2048 ** 3 / best_of(lambda: a @ a, 5) / 1e9
+
+
+def attention_case(T, H=4, D=64):
+    g = np.random.default_rng(0)
+    q, k, v = [g.standard_normal((1, H, T, D)).astype(np.float32) for _ in range(3)]
+    bias = (-alibi_slopes(H)[:, None] * np.arange(T)[None, :]).astype(np.float32)    # (H, T) causal table
+    return q, k, v, bias, np.ones_like(q)
+
+
+def run_tinype(q, k, v, bias, dout, impl):
+    out, lse = impl.attention_forward(q, k, v, 0.125, True, bias)
+    impl.attention_backward(dout, q, k, v, out, lse, 0.125, True, bias)
+
+
+def torch_runners(q, k, v, bias, dout):
+    import torch
+    F = torch.nn.functional
+    T = q.shape[2]
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    tdout = torch.tensor(dout)
+    i = torch.arange(T)[:, None]
+    j = torch.arange(T)[None, :]
+    slopes = torch.tensor(alibi_slopes(q.shape[1]), dtype=torch.float32)
+    mask = (-slopes[:, None, None] * (i - j)).masked_fill(j > i, float("-inf"))[None]   # (1, H, T, T)
+
+    def with_mask():
+        out = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=mask, scale=0.125)
+        out.backward(tdout)
+
+    def causal_no_bias():
+        out = F.scaled_dot_product_attention(tq, tk, tv, is_causal=True, scale=0.125)
+        out.backward(tdout)
+    return with_mask, causal_no_bias
+
+
+def bench_attention(lengths, numpy_max, repeat, torch_ok):
+    peak = sgemm_peak()
+    print(f"\n1. attention forward+backward, float32, B=1 H=4 D=64, causal + ALiBi (seconds, best of {repeat})")
+    print(f"   numpy sgemm peak on this machine: {peak:.0f} GFLOP/s")
+    head = f"{'T':>6}{'tinype':>9}{'GFLOP/s':>9}{'% peak':>8}{'numpy':>9}{'x numpy':>9}"
+    if torch_ok:
+        head += f"{'torch+mask':>12}{'x mask':>8}{'torch causal':>14}{'x causal':>10}"
+    print(head)
+    rows = []
+    for T in lengths:
+        q, k, v, bias, dout = attention_case(T)
+        reps = repeat if T <= 4096 else 1
+        ours = best_of(lambda: run_tinype(q, k, v, bias, dout, _ext), reps)
+        flops = 4 * T * (T + 1) / 2 * 64 * 14
+        line = f"{T:>6}{ours:>9.3f}{flops / ours / 1e9:>9.1f}{100 * flops / ours / 1e9 / peak:>7.0f}%"
+        ref = best_of(lambda: run_tinype(q, k, v, bias, dout, reference), 1) if T <= numpy_max else None
+        line += f"{ref:>9.3f}{ref / ours:>8.1f}x" if ref else f"{'n/a':>9}{'':>9}"
+        if torch_ok:
+            with_mask, causal = torch_runners(q, k, v, bias, dout)
+            with_mask()
+            causal()
+            tm, tc = best_of(with_mask, reps), best_of(causal, reps)
+            line += f"{tm:>12.3f}{tm / ours:>7.2f}x{tc:>14.3f}{tc / ours:>9.2f}x"
+        print(line, flush=True)
+        rows.append((T, ours, ref))
+    return rows
+
+
+def bench_rope(repeat):
+    x = np.random.default_rng(0).standard_normal((1, 4, 4096, 64)).astype(np.float32)
+    theta = np.outer(np.arange(4096.0), 10000.0 ** (-np.arange(0, 64, 2) / 64))
+    c, s = np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+    big = np.ones(64 << 20, dtype=np.float32)                                   # 256 MiB
+    dst = np.empty_like(big)
+    np.copyto(dst, big)
+    bandwidth = 2 * big.nbytes / best_of(lambda: np.copyto(dst, big), 5)       # read + write bytes/s
+    moved = 2 * x.nbytes + 2 * c.nbytes
+    bound = moved / bandwidth
+    ours = best_of(lambda: _ext.apply_rotary(x, c, s), repeat * 10)
+    ref = best_of(lambda: reference.apply_rotary(x, c, s), repeat * 3)
+    print(f"\n2. RoPE (1, 4, 4096, 64) float32: tinype {ours * 1e3:.2f} ms, numpy {ref * 1e3:.2f} ms "
+          f"({ref / ours:.1f}x); bandwidth bound {bound * 1e3:.2f} ms ({moved / 2 ** 20:.1f} MiB at "
+          f"{bandwidth / 1e9:.1f} GB/s copy): {ours / bound:.2f}x the bound")
+
+
+def bench_memory():
+    # VmHWM of the child itself: ru_maxrss would start from this (parent) process's peak
+    code = ("import numpy as np\n"
+            "from tinype import _ext\n"
+            "from tinype.positions import alibi_slopes\n"
+            "T, H, D = 16384, 4, 64\n"
+            "g = np.random.default_rng(0)\n"
+            "q, k, v = [g.standard_normal((1, H, T, D)).astype(np.float32) for _ in range(3)]\n"
+            "bias = (-alibi_slopes(H)[:, None] * np.arange(T)).astype(np.float32)\n"
+            "out, lse = _ext.attention_forward(q, k, v, 0.125, True, bias)\n"
+            "_ext.attention_backward(np.ones_like(out), q, k, v, out, lse, 0.125, True, bias)\n"
+            "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0] / 1024)\n")
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode:
+        print("\n3. memory test failed:", r.stderr[-500:])
+        return
+    print(f"\n3. attention forward+backward at B=1 H=4 T=16384 D=64: peak resident memory "
+          f"{float(r.stdout):.0f} MiB (a dense T x T float32 is 1024 MiB per head), {time.perf_counter() - t0:.1f} s")
+
+
+def bench_training():
+    code = ("import time, numpy as np, sys\n"
+            "from tinype import preset, Transformer, kernels\n"
+            "from tinype.data import Corpus, get_batch\n"
+            "c = Corpus.default()\n"
+            "for pe in ('learned', 'alibi', 'rope'):\n"
+            "    mc, tc = preset('quick', pe=pe); m = Transformer(mc)\n"
+            "    bs = [get_batch(c.train, 32, 64, np.random.default_rng([0, s])) for s in range(23)]\n"
+            "    for x, y in bs[:3]: m.loss(x, y); m.backward()\n"
+            "    t = time.perf_counter()\n"
+            "    for x, y in bs[3:]: m.loss(x, y); m.backward()\n"
+            "    print(pe, 20 * 32 * 64 / (time.perf_counter() - t))\n")
+    rates = {}
+    for backend in ("numpy", "cython"):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=dict(os.environ, TINYPE_BACKEND=backend))
+        rates[backend] = dict((line.split()[0], float(line.split()[1])) for line in r.stdout.split("\n") if line)
+    print("\n4. quick preset forward+backward tokens/s:  " + ",  ".join(
+        f"{pe}: numpy {rates['numpy'][pe]:,.0f} -> cython {rates['cython'][pe]:,.0f} "
+        f"({rates['cython'][pe] / rates['numpy'][pe]:.2f}x)" for pe in rates["cython"]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lengths", default="256,1024,4096,8192")
+    ap.add_argument("--numpy-max", type=int, default=4096, help="longest T for the NumPy twin (memory: ~6 T^2 x 4 B x H)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args()
+    try:
+        import torch
+        torch.set_num_threads(2)
+        torch_ok = True
+    except ImportError:
+        torch_ok = False
+    print(f"tinype backend {kernels.BACKEND}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
+          f"torch {'%s' % torch.__version__ if torch_ok else 'not installed'}")
+    bench_attention([int(t) for t in args.lengths.split(",")], args.numpy_max, args.repeat, torch_ok)
+    bench_rope(args.repeat)
+    if not args.skip_memory:
+        bench_memory()
+    bench_training()
+
+
+if __name__ == "__main__":
+    main()
