@@ -17,72 +17,35 @@
 #   p V, dS K, dS^T Q): the form gcc vectorises, exp included (simd_math.h).
 
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 
 cdef extern from "math.h" nogil:
     float INFINITY
 
 cdef enum:
     BQ = 64          # query rows per tile (forward)
-    BK = 64          # keys per tile (a multiple of 8: the micro-kernel's vector width)
-    R = 4            # query rows per micro-tile: each key element loaded feeds R multiply-adds
+    BK = 64          # keys per tile
 
 
 cdef inline void _transpose_block(const floating* src, floating* dst, Py_ssize_t n, Py_ssize_t D) noexcept nogil:
-    """dst[d * BK + c] = src[c * D + d], zero past the n keys: a key block laid out so that R query
-    rows meet it as fixed-width vector loads."""
+    """dst[d * BK + c] = src[c * D + d]: a key block laid out so a query row meets it as axpys."""
     cdef Py_ssize_t c, d
-    memset(dst, 0, D * BK * sizeof(floating))
     for c in range(n):
         for d in range(D):
             dst[d * BK + c] = src[c * D + d]
 
 
-cdef inline void _scores_rx(const floating* rows, Py_ssize_t D, const floating* kt, floating* S) noexcept nogil:
-    """S[r * BK + c] = rows[r] . k_c for R consecutive rows and all BK (zero-padded) keys.
-
-    For each group of 8 keys the R x 8 accumulators live in registers across the whole D loop:
-    one load of kt feeds R multiply-adds (the loops have constant trip counts, so gcc unrolls the
-    r and w loops and vectorises over w)."""
-    cdef Py_ssize_t c0, d, w
-    cdef floating a0[8]
-    cdef floating a1[8]
-    cdef floating a2[8]
-    cdef floating a3[8]
-    cdef floating q0, q1, q2, q3, kv
-    for c0 in range(0, BK, 8):
-        for w in range(8):
-            a0[w] = 0
-            a1[w] = 0
-            a2[w] = 0
-            a3[w] = 0
-        for d in range(D):
-            q0 = rows[d]
-            q1 = rows[D + d]
-            q2 = rows[2 * D + d]
-            q3 = rows[3 * D + d]
-            for w in range(8):
-                kv = kt[d * BK + c0 + w]
-                a0[w] += q0 * kv
-                a1[w] += q1 * kv
-                a2[w] += q2 * kv
-                a3[w] += q3 * kv
-        for w in range(8):
-            S[c0 + w] = a0[w]
-            S[BK + c0 + w] = a1[w]
-            S[2 * BK + c0 + w] = a2[w]
-            S[3 * BK + c0 + w] = a3[w]
-
-
-cdef inline const floating* _rows(const floating* x, Py_ssize_t i0, Py_ssize_t T, Py_ssize_t D,
-                                  floating* pad) noexcept nogil:
-    """R consecutive rows of x from i0: in place when all exist, else copied into pad (zeros beyond T)."""
-    cdef Py_ssize_t n = min(<Py_ssize_t>R, T - i0)
-    if n == R:
-        return x + i0 * D
-    memset(pad, 0, R * D * sizeof(floating))
-    memcpy(pad, x + i0 * D, n * D * sizeof(floating))
-    return pad
+cdef inline void _row_scores(const floating* qi, const floating* kt, floating* srow, Py_ssize_t n,
+                             Py_ssize_t D) noexcept nogil:
+    """srow[c] = q_i . k_c for the n keys of the transposed block kt (D x BK)."""
+    cdef Py_ssize_t c, d
+    cdef floating qd
+    for c in range(n):
+        srow[c] = 0
+    for d in range(D):
+        qd = qi[d]
+        for c in range(n):
+            srow[c] += qd * kt[d * BK + c]
 
 
 cdef inline void _axpy(floating a, const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
@@ -95,14 +58,12 @@ cdef void _attn_fwd_head(const floating* q, const floating* k, const floating* v
                          floating* lse, Py_ssize_t T, Py_ssize_t D, floating scale, bint causal,
                          const floating* bias, Py_ssize_t offset, const floating* mult) noexcept nogil:
     cdef floating* kt = <floating*>malloc(D * BK * sizeof(floating))
-    cdef floating* S = <floating*>malloc(R * BK * sizeof(floating))
-    cdef floating* pad = <floating*>malloc(R * D * sizeof(floating))
+    cdef floating* s = <floating*>malloc(BK * sizeof(floating))
     cdef floating* acc = <floating*>malloc(BQ * D * sizeof(floating))
     cdef floating* m = <floating*>malloc(BQ * sizeof(floating))
     cdef floating* l = <floating*>malloc(BQ * sizeof(floating))
-    cdef Py_ssize_t qb, kb, qs, qe, ks, ke, nk, r0, rr, r, i, c, ncol, d
+    cdef Py_ssize_t qb, kb, qs, qe, ks, ke, nk, r, i, c, ncol, d
     cdef floating a, rowmax, m_new, corr, psum, inv
-    cdef floating* s
     for qb in range((T + BQ - 1) // BQ):
         qs = qb * BQ
         qe = min(qs + BQ, T)
@@ -115,34 +76,31 @@ cdef void _attn_fwd_head(const floating* q, const floating* k, const floating* v
             ke = min(ks + BK, T)
             nk = ke - ks
             _transpose_block(k + ks * D, kt, nk, D)
-            for r0 in range(0, qe - qs, 4):
-                _scores_rx(_rows(q, qs + r0, qe, D, pad), D, kt, S)
-                for rr in range(min(<Py_ssize_t>R, qe - qs - r0)):
-                    r = r0 + rr
-                    i = qs + r
-                    ncol = min(nk, i - ks + 1) if causal else nk      # causal: keys j <= i only
-                    if ncol <= 0:
-                        continue
-                    s = S + rr * BK
-                    a = scale * (mult[i] if mult != NULL else 1)
-                    rowmax = -INFINITY
-                    for c in range(ncol):
-                        s[c] = s[c] * a + (bias[i - ks - c + offset] if bias != NULL else 0)
-                        if s[c] > rowmax:
-                            rowmax = s[c]
-                    m_new = max(m[r], rowmax)
-                    # rescale what the row gathered so far to the new max (exp(-inf) = 0 at the start)
-                    corr = _exp(m[r] - m_new)
-                    psum = 0
-                    for c in range(ncol):
-                        s[c] = _exp(s[c] - m_new)
-                        psum += s[c]
-                    l[r] = l[r] * corr + psum
-                    for d in range(D):
-                        acc[r * D + d] *= corr
-                    for c in range(ncol):
-                        _axpy(s[c], v + (ks + c) * D, acc + r * D, D)
-                    m[r] = m_new
+            for r in range(qe - qs):
+                i = qs + r
+                ncol = min(nk, i - ks + 1) if causal else nk      # causal: keys j <= i only
+                if ncol <= 0:
+                    continue
+                _row_scores(q + i * D, kt, s, ncol, D)
+                a = scale * (mult[i] if mult != NULL else 1)
+                rowmax = -INFINITY
+                for c in range(ncol):
+                    s[c] = s[c] * a + (bias[i - ks - c + offset] if bias != NULL else 0)
+                    if s[c] > rowmax:
+                        rowmax = s[c]
+                m_new = max(m[r], rowmax)
+                # rescale what this row gathered so far to the new max (exp(-inf) = 0 at the start)
+                corr = _exp(m[r] - m_new)
+                psum = 0
+                for c in range(ncol):
+                    s[c] = _exp(s[c] - m_new)
+                    psum += s[c]
+                l[r] = l[r] * corr + psum
+                for d in range(D):
+                    acc[r * D + d] *= corr
+                for c in range(ncol):
+                    _axpy(s[c], v + (ks + c) * D, acc + r * D, D)
+                m[r] = m_new
         for r in range(qe - qs):
             i = qs + r
             inv = 1 / l[r]
@@ -150,8 +108,7 @@ cdef void _attn_fwd_head(const floating* q, const floating* k, const floating* v
                 out[i * D + d] = acc[r * D + d] * inv
             lse[i] = m[r] + _log(l[r])
     free(kt)
-    free(S)
-    free(pad)
+    free(s)
     free(acc)
     free(m)
     free(l)
@@ -163,23 +120,17 @@ cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* v
                          const floating* bias, Py_ssize_t offset, const floating* mult) noexcept nogil:
     cdef floating* kt = <floating*>malloc(D * BK * sizeof(floating))
     cdef floating* vt = <floating*>malloc(D * BK * sizeof(floating))
-    cdef floating* P = <floating*>malloc(R * BK * sizeof(floating))
-    cdef floating* DS = <floating*>malloc(R * BK * sizeof(floating))
-    cdef floating* qpad = <floating*>malloc(R * D * sizeof(floating))
-    cdef floating* dpad = <floating*>malloc(R * D * sizeof(floating))
+    cdef floating* p = <floating*>malloc(BK * sizeof(floating))
+    cdef floating* dp = <floating*>malloc(BK * sizeof(floating))
     cdef floating* rowdot = <floating*>malloc(T * sizeof(floating))
-    cdef Py_ssize_t kb, ks, ke, nk, i0, rr, i, c, d, ncol, nrows, cmax
-    cdef floating a, accum, p0, p1, p2, p3, s0, s1, s2, s3
-    cdef const floating* qr
-    cdef const floating* dr
-    cdef floating* dkr
-    cdef floating* dvr
+    cdef Py_ssize_t kb, ks, ke, nk, i, c, d, ncol
+    cdef floating a, acc
     # rowdot_i = dout_i . out_i = sum_j p_ij dp_ij: the softmax backward's row term
     for i in range(T):
-        accum = 0
+        acc = 0
         for d in range(D):
-            accum += dout[i * D + d] * out[i * D + d]
-        rowdot[i] = accum
+            acc += dout[i * D + d] * out[i * D + d]
+        rowdot[i] = acc
     memset(dq, 0, T * D * sizeof(floating))
     memset(dk, 0, T * D * sizeof(floating))
     memset(dv, 0, T * D * sizeof(floating))
@@ -189,61 +140,31 @@ cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* v
         nk = ke - ks
         _transpose_block(k + ks * D, kt, nk, D)
         _transpose_block(v + ks * D, vt, nk, D)
-        for i0 in range(ks if causal else 0, T, 4):
-            nrows = min(<Py_ssize_t>R, T - i0)
-            qr = _rows(q, i0, T, D, qpad)
-            dr = _rows(dout, i0, T, D, dpad)
-            # rebuild s = q k^T (into P) and dp = dout v^T (into DS) for R rows at once
-            _scores_rx(qr, D, kt, P)
-            _scores_rx(dr, D, vt, DS)
-            cmax = 0
-            for rr in range(R):
-                i = i0 + rr
-                ncol = 0
-                if rr < nrows:
-                    ncol = min(nk, i - ks + 1) if causal else nk
-                cmax = max(cmax, ncol)
-                a = scale * (mult[i] if (mult != NULL and rr < nrows) else 1)
+        for i in range(ks if causal else 0, T):
+            ncol = min(nk, i - ks + 1) if causal else nk
+            a = scale * (mult[i] if mult != NULL else 1)
+            # rebuild p_ij = exp(s_ij - lse_i) for this row and key block
+            _row_scores(q + i * D, kt, p, ncol, D)
+            for c in range(ncol):
+                p[c] = _exp(p[c] * a + (bias[i - ks - c + offset] if bias != NULL else 0) - lse[i])
+            # in the forward pass this was: out_i = sum_j p_ij v_j;  so dv_j += p_ij dout_i
+            for c in range(ncol):
+                _axpy(p[c], dout + i * D, dv + (ks + c) * D, D)
+            # dp_ij = dout_i . v_j;  ds_ij = p_ij (dp_ij - rowdot_i)   (stored back into p)
+            _row_scores(dout + i * D, vt, dp, ncol, D)
+            for c in range(ncol):
+                p[c] = p[c] * (dp[c] - rowdot[i])
+            if dbias != NULL:
                 for c in range(ncol):
-                    # p = exp(s - lse);  ds = p (dp - rowdot);  stored pre-multiplied by a for dq, dk
-                    P[rr * BK + c] = _exp(P[rr * BK + c] * a + (bias[i - ks - c + offset] if bias != NULL else 0)
-                                          - lse[i])
-                    DS[rr * BK + c] = P[rr * BK + c] * (DS[rr * BK + c] - rowdot[i])
-                if dbias != NULL:
-                    for c in range(ncol):
-                        dbias[i - ks - c + offset] += DS[rr * BK + c]
-                for c in range(ncol):
-                    DS[rr * BK + c] *= a
-                for c in range(ncol, BK):        # masked keys and padding rows contribute nothing
-                    P[rr * BK + c] = 0
-                    DS[rr * BK + c] = 0
-            # in the forward pass this was: out_i = sum_j p_ij v_j;  so dv_j += sum_i p_ij dout_i,
-            # and s_ij = a q_i . k_j gives dk_j += sum_i a ds_ij q_i: R rows per load/store of dv_j, dk_j
-            for c in range(cmax):
-                p0 = P[c]
-                p1 = P[BK + c]
-                p2 = P[2 * BK + c]
-                p3 = P[3 * BK + c]
-                s0 = DS[c]
-                s1 = DS[BK + c]
-                s2 = DS[2 * BK + c]
-                s3 = DS[3 * BK + c]
-                dvr = dv + (ks + c) * D
-                dkr = dk + (ks + c) * D
-                for d in range(D):
-                    dvr[d] += p0 * dr[d] + p1 * dr[D + d] + p2 * dr[2 * D + d] + p3 * dr[3 * D + d]
-                    dkr[d] += s0 * qr[d] + s1 * qr[D + d] + s2 * qr[2 * D + d] + s3 * qr[3 * D + d]
-            # dq_i += sum_j a ds_ij k_j
-            for rr in range(nrows):
-                for c in range(cmax):
-                    if DS[rr * BK + c] != 0:
-                        _axpy(DS[rr * BK + c], k + (ks + c) * D, dq + (i0 + rr) * D, D)
+                    dbias[i - ks - c + offset] += p[c]
+            # s_ij = a q_i . k_j + b:  dq_i += a ds_ij k_j,  dk_j += a ds_ij q_i
+            for c in range(ncol):
+                _axpy(a * p[c], k + (ks + c) * D, dq + i * D, D)
+                _axpy(a * p[c], q + i * D, dk + (ks + c) * D, D)
     free(kt)
     free(vt)
-    free(P)
-    free(DS)
-    free(qpad)
-    free(dpad)
+    free(p)
+    free(dp)
     free(rowdot)
 
 
