@@ -2,6 +2,7 @@
 
     tinype train [--preset quick] [--pe learned] [--out runs/quick-learned] [--resume] [--text FILE]
     tinype generate --checkpoint runs/quick-learned/ckpt.npz --prompt "def " [--temperature 0.8]
+    tinype lab [--preset quick] [--pe nope,rope,rope_yarn,alibi | all] [--seeds 0,1,2] [--out runs/lab]
     tinype info
 """
 import argparse
@@ -75,6 +76,18 @@ def build_parser():
     g.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k likeliest bytes")
     g.add_argument("--seed", type=_nonneg_int, default=0)
 
+    lab = sub.add_parser("lab", help="train short, test long: compare encodings on the same data, model and budget")
+    lab.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    lab.add_argument("--pe", default=None, help="comma-separated encodings, or 'all' (default: nope, sinusoidal, "
+                                                 "rope, rope_yarn, alibi, kerple_log)")
+    lab.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    lab.add_argument("--lengths", default="1,2,4,8,16,32", help="evaluation lengths as multiples of T_train")
+    lab.add_argument("--out", default="runs/lab", help="run folder (default runs/lab); rerun to resume")
+    lab.add_argument("--text", default=None, help="use this UTF-8 text file instead of the bundled corpus")
+    lab.add_argument("--steps", type=_positive_int, help="override the preset's training steps")
+    lab.add_argument("--max-windows", type=_positive_int, help="cap evaluation windows per length")
+    lab.add_argument("--no-progress", action="store_true")
+
     sub.add_parser("info", help="backend and available positional encodings")
     return parser
 
@@ -116,6 +129,43 @@ def cmd_generate(args):
     return 0
 
 
+def _int_list(text, what):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise ValueError(f"{what} must be non-negative whole numbers, got {text!r}")
+    return values
+
+
+def cmd_lab(args):
+    from .data import Corpus
+    from .lab import DEFAULT_PES, LabConfig, all_encodings, run_lab
+
+    if args.pe is None:
+        pes = list(DEFAULT_PES)
+    elif args.pe.strip().lower() == "all":
+        pes = all_encodings()
+    else:
+        pes = [p.strip().lower() for p in args.pe.split(",") if p.strip()]
+        for p in pes:
+            positions.get(p)                                  # unknown names fail before any work
+    mults = _int_list(args.lengths, "--lengths")
+    if 0 in mults:
+        raise ValueError("--lengths are multiples of T_train and must be >= 1")
+    cfg = LabConfig(preset=args.preset, pes=pes, seeds=_int_list(args.seeds, "--seeds"), mults=mults,
+                    out=args.out, steps=args.steps, max_windows=args.max_windows)
+    corpus = Corpus.from_file(args.text) if args.text else Corpus.default()
+    print(f"tinype lab: {len(pes)} encodings x {len(cfg.seeds)} seeds, preset {args.preset}, "
+          f"lengths {mults} x T_train, backend {kernels.BACKEND}, out {args.out}")
+    results, summary = run_lab(cfg, progress=not args.no_progress, corpus=corpus)
+    print()
+    print(summary)
+    print(f"figures: {os.path.join(args.out, 'ppl_vs_length.png')}, {os.path.join(args.out, 'position_loss.png')}")
+    return 0
+
+
 def cmd_info(_args):
     print(f"tinype kernels backend: {kernels.BACKEND}")
     print(f"positional encodings: {', '.join(positions.available())}")
@@ -129,7 +179,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"train": cmd_train, "generate": cmd_generate, "info": cmd_info}
+    handlers = {"train": cmd_train, "generate": cmd_generate, "lab": cmd_lab, "info": cmd_info}
     try:
         return handlers[args.command](args)
     except (FileNotFoundError, FileExistsError, IsADirectoryError, CheckpointError, ValueError) as err:

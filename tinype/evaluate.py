@@ -31,3 +31,34 @@ def evaluate_lm(model, data, T, stride=None, batch_size=16, max_windows=None):
         count += nll.size
     mean = total / count
     return {"nll": mean, "ppl": float(np.exp(mean)), "windows": int(len(x)), "tokens": int(count)}
+
+
+def position_nll(model, data, L, batch_size=8, max_windows=None):
+    """Per-position NLL (W, L) over non-overlapping windows of length L (the lab's raw material)."""
+    x, y = windows(data, L)
+    if max_windows is not None:
+        x, y = x[:max_windows], y[:max_windows]
+    rows = [token_nll(model.forward(x[s:s + batch_size]), y[s:s + batch_size])
+            for s in range(0, len(x), batch_size)]
+    return np.concatenate(rows, axis=0)
+
+
+def sliding_nll(model, data, L, stride, batch_size=8, max_windows=None):
+    """Mean NLL with a sliding window: windows of L start every `stride` bytes and each scores only
+    its last `stride` positions (the first window scores all), so every byte is predicted once,
+    with at least L - stride bytes of context."""
+    if not 1 <= stride <= L:
+        raise ValueError(f"stride must be in 1..{L}, got {stride}")
+    x, y = windows(data, L, stride)
+    if max_windows is not None:
+        x, y = x[:max_windows], y[:max_windows]
+    total, count = 0.0, 0
+    for s in range(0, len(x), batch_size):
+        nll = token_nll(model.forward(x[s:s + batch_size]), y[s:s + batch_size])
+        if s == 0:
+            total += float(nll[0].sum())
+            count += L
+            nll = nll[1:]
+        total += float(nll[:, L - stride:].sum())
+        count += nll[:, L - stride:].size
+    return total / count

@@ -107,7 +107,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
         start, history = int(meta["step"]), list(meta["history"])
         log(f"resuming {out} from step {start}/{train_cfg.steps}")
     elif resume and out:
-        log(f"--resume: no checkpoint in {out} yet, starting from step 0")
+        log(f"no checkpoint in {out} yet: starting from step 0")
 
     if out:
         write_json(os.path.join(out, "config.json"),
