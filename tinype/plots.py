@@ -48,12 +48,15 @@ def lab_figures(results, out):
     for pe, cs in sorted(curves.items()):
         n = min(len(c) for c in cs)
         mean = np.mean([c[:n] for c in cs], axis=0)
-        k = max(1, n // 128)                                      # smooth: a moving average
-        smooth = np.convolve(mean, np.ones(k) / k, mode="valid")
-        ax.plot(np.arange(len(smooth)) + k // 2, smooth, label=f"{pe} (L={n})", linewidth=1.2)
+        # average within log-spaced bins of positions: every position counts, the curve stays readable
+        edges = np.unique(np.round(np.logspace(0, np.log10(n), 48)).astype(int))
+        edges = np.concatenate([[0], edges[edges < n], [n]])
+        centres = [(a + b - 1) / 2 + 1 for a, b in zip(edges[:-1], edges[1:])]
+        binned = [mean[a:b].mean() for a, b in zip(edges[:-1], edges[1:])]
+        ax.plot(centres, binned, marker=".", label=f"{pe} (L={n})", linewidth=1.2)
     ax.axvline(T, color="gray", linestyle="--", linewidth=1)
-    ax.set_xscale("symlog", linthresh=T)
-    ax.set_xlabel("position in the window")
+    ax.set_xscale("log")
+    ax.set_xlabel("position in the window (1-based; T_train dashed)")
     ax.set_ylabel("mean NLL (nats per byte)")
     ax.set_title("Loss at each position, longest length each encoding runs at")
     ax.legend(fontsize=8, ncol=2)
