@@ -16,21 +16,14 @@ def token_nll(logits, targets):
     return logsumexp - picked
 
 
-def evaluate_lm(model, data, T, stride=None, batch_size=16, max_windows=None):
-    """Mean NLL (nats per byte) over every position of windows of length T; non-overlapping by default.
+def evaluate_lm(model, data, T, batch_size=16, max_windows=None):
+    """Mean NLL (nats per byte) over every position of non-overlapping windows of length T.
 
     Returns {"nll", "ppl", "windows", "tokens"}; ppl = exp(nll).
     """
-    x, y = windows(data, T, stride)
-    if max_windows is not None:
-        x, y = x[:max_windows], y[:max_windows]
-    total, count = 0.0, 0
-    for s in range(0, len(x), batch_size):
-        nll = token_nll(model.forward(x[s:s + batch_size]), y[s:s + batch_size])
-        total += float(nll.sum())
-        count += nll.size
-    mean = total / count
-    return {"nll": mean, "ppl": float(np.exp(mean)), "windows": int(len(x)), "tokens": int(count)}
+    nll = position_nll(model, data, T, batch_size, max_windows)
+    mean = float(nll.mean())
+    return {"nll": mean, "ppl": float(np.exp(mean)), "windows": int(nll.shape[0]), "tokens": int(nll.size)}
 
 
 def position_nll(model, data, L, batch_size=8, max_windows=None):

@@ -16,13 +16,17 @@ from .sinusoidal import Sinusoidal
 
 
 class _RandomizedMixin:
-    def _init_random(self, L_max, eval_positions):
+    """Draws the positions; the PE it is mixed into (listed after it) turns them into vectors."""
+
+    def __init__(self, L_max=None, eval_positions="random", **options):
+        super().__init__(**options)
         if eval_positions not in ("random", "range"):
             raise ValueError(f"eval_positions must be 'random' or 'range', got {eval_positions!r}")
         self.L_max_option = L_max
         self.eval_positions = eval_positions
 
-    def _setup_random(self, config):
+    def setup(self, config):
+        super().setup(config)
         self.L_max = int(self.L_max_option or 8 * config.T_train)
         if self.L_max < config.T_train:
             raise ValueError(f"L_max={self.L_max} must be >= T_train={config.T_train}")
@@ -43,35 +47,14 @@ class _RandomizedMixin:
 class RandomizedSinusoidal(_RandomizedMixin, Sinusoidal):
     name = "randomized_sinusoidal"
 
-    def __init__(self, L_max=None, eval_positions="random", **options):
-        super().__init__(**options)
-        self._init_random(L_max, eval_positions)
-
-    def setup(self, config):
-        super().setup(config)
-        self._setup_random(config)
-
 
 class RandomizedLearned(_RandomizedMixin, Learned):
     name = "randomized_learned"
 
-    def __init__(self, L_max=None, eval_positions="random", **options):
-        super().__init__(**options)
-        self._init_random(L_max, eval_positions)
-
     def setup(self, config):
         super().setup(config)
-        self._setup_random(config)
         self.max_positions = self.L_max                                  # the table has L_max rows
 
 
 class RandomizedRope(_RandomizedMixin, Rotary):
     name = "randomized_rope"
-
-    def __init__(self, L_max=None, eval_positions="random", **options):
-        super().__init__(**options)
-        self._init_random(L_max, eval_positions)
-
-    def setup(self, config):
-        super().setup(config)
-        self._setup_random(config)
