@@ -157,3 +157,23 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     for name in a:
         if name.startswith("param/"):
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(corpus, tmp_path, monkeypatch):
+    from tinype.model import Transformer
+    from tinype.train import TrainingDiverged
+    real_loss, calls = Transformer.loss, []
+
+    def loss_turning_nan(self, *args, **kw):
+        calls.append(1)
+        value = real_loss(self, *args, **kw)
+        return float("nan") if len(calls) == 6 else value            # the 6th step (0-based step 5)
+    monkeypatch.setattr(Transformer, "loss", loss_turning_nan)
+    out = str(tmp_path / "run")
+    with pytest.raises(TrainingDiverged) as err:
+        train(CFG, tcfg(steps=12, ckpt_every=4, eval_every=0), corpus, out=out, progress=False,
+              log=lambda *_: None)
+    msg = str(err.value)
+    assert "loss became nan at step 5" in msg and "ckpt.npz" in msg and "--lr 0.0015" in msg
+    _, meta = load_checkpoint(os.path.join(out, "ckpt.npz"))
+    assert meta["step"] == 4                                          # the last good checkpoint, untouched
