@@ -41,7 +41,8 @@ def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, n_head, ctx):
     D = C // n_head
     qkv, qkv_cache = linear_forward(x, w_qkv, b_qkv)                    # (B, T, 3C)
     qkv = qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4)      # (3, B, H, T, D)
-    q, k, v = qkv[0], qkv[1], qkv[2]
+    # contiguous once here, so neither the kernel's forward nor its backward has to copy them
+    q, k, v = (np.ascontiguousarray(t) for t in qkv)
     rot = ctx.pe.rotate(q, k, ctx.positions)
     rot_cache = None
     if rot is not None:

@@ -16,6 +16,7 @@
    summary.md (mean +- std over seeds), ppl_vs_length.png and position_loss.png.
 """
 import csv
+import io
 import json
 import os
 import time
@@ -28,6 +29,7 @@ from .checkpoint import load_checkpoint
 from .config import preset
 from .data import Corpus
 from .evaluate import position_nll, sliding_nll
+from .checkpoint import atomic_write_bytes
 from .train import CKPT_NAME, load_model, train, write_json
 
 DEFAULT_PES = ["nope", "sinusoidal", "rope", "rope_yarn", "alibi", "kerple_log"]
@@ -140,23 +142,23 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
     write_json(os.path.join(cfg.out, "results.json"), results)
     _write_csv(os.path.join(cfg.out, "results.csv"), records)
     summary = summarize(results)
-    with open(os.path.join(cfg.out, "summary.md"), "w") as f:
-        f.write(summary)
+    atomic_write_bytes(os.path.join(cfg.out, "summary.md"), lambda f: f.write(summary.encode("utf-8")))
     from . import plots
     plots.lab_figures(results, cfg.out)
     return results, summary
 
 
 def _write_csv(path, records):
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["pe", "trained", "seed", "L", "protocol", "nll", "ppl"])
-        for r in records:
-            for L, row in r["lengths"].items():
-                for proto in PROTOCOLS:
-                    v = None if row is None else row[proto]
-                    w.writerow([r["pe"], r["trained"], r["seed"], L, proto,
-                                "" if v is None else f"{v:.6f}", "" if v is None else f"{np.exp(v):.4f}"])
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["pe", "trained", "seed", "L", "protocol", "nll", "ppl"])
+    for r in records:
+        for L, row in r["lengths"].items():
+            for proto in PROTOCOLS:
+                v = None if row is None else row[proto]
+                w.writerow([r["pe"], r["trained"], r["seed"], L, proto,
+                            "" if v is None else f"{v:.6f}", "" if v is None else f"{np.exp(v):.4f}"])
+    atomic_write_bytes(path, lambda f: f.write(buf.getvalue().encode("utf-8")))
 
 
 def table(results, protocol="nonoverlap"):

@@ -50,9 +50,9 @@ def _distance_index(T, n_table):
 
 
 @lru_cache(maxsize=64)
-def _causal_mask(T):
-    """(T, T) additive mask: 0 where j <= i, -inf above the diagonal."""
-    mask = np.triu(np.full((T, T), -np.inf), k=1)
+def _causal_mask(T, dtype):
+    """(T, T) additive mask in `dtype`: 0 where j <= i, -inf above the diagonal."""
+    mask = np.triu(np.full((T, T), -np.inf, dtype=dtype), k=1)
     mask.setflags(write=False)
     return mask
 
@@ -69,7 +69,7 @@ def _logits(q, k, scale, causal, bias, logit_scale):
         else:
             s += bias[:, _distance_index(T, bias.shape[1])]  # (H, T, T) broadcast over B
     if causal:
-        s += _causal_mask(T).astype(q.dtype, copy=False)
+        s += _causal_mask(T, q.dtype.str)
     return s
 
 

@@ -101,18 +101,18 @@ class PositionalEncoding:
         emb = self.embed(params, pos)
         if emb is not None:
             out["table"] = np.asarray(emb[0])
-        probe = np.zeros((1, 1, T, self.head_dim), dtype=self.dtype)
-        if self.rotate(probe, probe, pos) is not None:
-            # rotate unit vectors: channel pair k of e_a gives (cos, sin) of pair k's angle
-            half = self.head_dim // 2
-            basis = np.zeros((1, 1, T, self.head_dim), dtype=np.float64)
-            if getattr(self, "interleaved", False):
-                basis[..., 0::2] = 1.0
-                first, second = slice(0, None, 2), slice(1, None, 2)
-            else:
-                basis[..., :half] = 1.0
-                first, second = slice(0, half), slice(half, None)
-            (q, _), _ = self.rotate(basis, basis, pos)
+        # rotate unit vectors: channel pair k of e_a comes back as (cos, sin) of pair k's angle
+        half = self.head_dim // 2
+        basis = np.zeros((1, 1, T, self.head_dim), dtype=np.float64)
+        if getattr(self, "interleaved", False):
+            basis[..., 0::2] = 1.0
+            first, second = slice(0, None, 2), slice(1, None, 2)
+        else:
+            basis[..., :half] = 1.0
+            first, second = slice(0, half), slice(half, None)
+        rot = self.rotate(basis, basis, pos)
+        if rot is not None:
+            q = rot[0][0]
             out["cos"], out["sin"] = q[0, 0][:, first], q[0, 0][:, second]
         bias = self.bias(params, T, pos)
         if bias is not None:

@@ -23,7 +23,7 @@ class Combined(PositionalEncoding):
                 raise ValueError(f"{self.name}: {' and '.join(users)} both use the {hook} hook; "
                                  f"combine at most one of them with scaling encodings like logn")
         self._owner = {hook: next((p for p in self.parts if _uses(p, hook)), None)
-                       for hook in ("embed", "rotate", "bias", "positions", "check_length")}
+                       for hook in ("embed", "rotate", "bias", "positions")}
 
     def setup(self, config):
         super().setup(config)

@@ -162,18 +162,34 @@ class Rotary(PositionalEncoding):
         inv_freq, af = self.frequencies(len(positions))
         return rope_tables(positions, inv_freq, af)
 
-    def rotate(self, q, k, positions):
+    def rotation(self, positions, dtype):
+        """The tables rotate() applies: (cos_q, sin_q, cos_k, sin_k), each (T, D/2) in `dtype`.
+
+        Every layer of a forward rotates at the same positions, so the last tables are kept and
+        reused while the positions array is the same object (the model passes one per forward)."""
+        memo = getattr(self, "_memo", None)
+        if memo is not None and memo[0] is positions and memo[1] == dtype:
+            return memo[2]
+        tables = self._rotation(positions, np.dtype(dtype))
+        self._memo = (positions, dtype, tables)
+        return tables
+
+    def _rotation(self, positions, dtype):
         cos, sin = self.tables(positions)
-        cos, sin = cos.astype(q.dtype), sin.astype(q.dtype)
-        q2 = kernels.apply_rotary(q, cos, sin, self.interleaved)
-        k2 = kernels.apply_rotary(k, cos, sin, self.interleaved)
-        return (q2, k2), (cos, sin)
+        cos, sin = cos.astype(dtype), sin.astype(dtype)
+        return cos, sin, cos, sin                                   # q and k turn alike
+
+    def rotate(self, q, k, positions):
+        cq, sq, ck, sk = self.rotation(positions, q.dtype)
+        q2 = kernels.apply_rotary(q, cq, sq, self.interleaved)
+        k2 = kernels.apply_rotary(k, ck, sk, self.interleaved)
+        return (q2, k2), (cq, sq, ck, sk)
 
     def rotate_backward(self, dq, dk, cache):
-        cos, sin = cache
+        cq, sq, ck, sk = cache
         # a rotation's transpose is the rotation by -theta (the amplitude factor stays)
-        return (kernels.apply_rotary(dq, cos, -sin, self.interleaved),
-                kernels.apply_rotary(dk, cos, -sin, self.interleaved))
+        return (kernels.apply_rotary(dq, cq, -sq, self.interleaved),
+                kernels.apply_rotary(dk, ck, -sk, self.interleaved))
 
     def describe(self):
         return f"{self.name}(base={self.base:g}{', interleaved' if self.interleaved else ''})"
@@ -207,19 +223,11 @@ class XPos(Rotary):
         super().__init__(base=base, interleaved=interleaved)
         self.scale_base = float(scale_base)
 
-    def rotate(self, q, k, positions):
+    def _rotation(self, positions, dtype):
         cos, sin = self.tables(positions)
         D = self.head_dim
         zeta = (np.arange(0, D, 2, dtype=np.float64) + 0.4 * D) / (1.4 * D)        # (D/2,)
         p = np.asarray(positions, dtype=np.float64) - (len(positions) // 2)
         scale = zeta[None, :] ** (p[:, None] / self.scale_base)                     # (T, D/2)
-        cq, sq = (cos * scale).astype(q.dtype), (sin * scale).astype(q.dtype)
-        ck, sk = (cos / scale).astype(q.dtype), (sin / scale).astype(q.dtype)
-        q2 = kernels.apply_rotary(q, cq, sq, self.interleaved)
-        k2 = kernels.apply_rotary(k, ck, sk, self.interleaved)
-        return (q2, k2), (cq, sq, ck, sk)
-
-    def rotate_backward(self, dq, dk, cache):
-        cq, sq, ck, sk = cache
-        return (kernels.apply_rotary(dq, cq, -sq, self.interleaved),
-                kernels.apply_rotary(dk, ck, -sk, self.interleaved))
+        return ((cos * scale).astype(dtype), (sin * scale).astype(dtype),
+                (cos / scale).astype(dtype), (sin / scale).astype(dtype))
