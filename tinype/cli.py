@@ -3,6 +3,7 @@
     tinype train [--preset quick] [--pe learned] [--out runs/quick-learned] [--resume] [--text FILE]
     tinype generate --checkpoint runs/quick-learned/ckpt.npz --prompt "def " [--temperature 0.8]
     tinype lab [--preset quick] [--pe nope,rope,rope_yarn,alibi | all] [--seeds 0,1,2] [--out runs/lab]
+               [--jobs 2 | --dask tcp://host:8786] [--stride 32]
     tinype info
 """
 import argparse
@@ -85,6 +86,12 @@ def build_parser():
     lab.add_argument("--text", default=None, help="use this UTF-8 text file instead of the bundled corpus")
     lab.add_argument("--steps", type=_positive_int, help="override the preset's training steps")
     lab.add_argument("--max-windows", type=_positive_int, help="cap evaluation windows per length")
+    lab.add_argument("--stride", type=_positive_int, help="sliding-window stride in bytes (default L/2 at each L)")
+    lab.add_argument("--jobs", type=_positive_int, default=1,
+                     help="run independent trainings and evaluations in N processes (default 1)")
+    lab.add_argument("--dask", metavar="ADDRESS", default=None,
+                     help="send the runs to an existing Dask scheduler, e.g. tcp://host:8786 "
+                          "(pip install 'tinype[dask]'; --out must be a folder the workers share)")
     lab.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("info", help="backend and available positional encodings")
@@ -154,10 +161,12 @@ def cmd_lab(args):
     if 0 in mults:
         raise ValueError("--lengths are multiples of T_train and must be >= 1")
     cfg = LabConfig(preset=args.preset, pes=pes, seeds=_int_list(args.seeds, "--seeds"), mults=mults,
-                    out=args.out, steps=args.steps, max_windows=args.max_windows)
+                    out=args.out, steps=args.steps, max_windows=args.max_windows, stride=args.stride,
+                    jobs=args.jobs, dask=args.dask)
     corpus = Corpus.from_file(args.text) if args.text else Corpus.default()
     print(f"tinype lab: {len(pes)} encodings x {len(cfg.seeds)} seeds, preset {args.preset}, "
-          f"lengths {mults} x T_train, backend {kernels.BACKEND}, out {args.out}")
+          f"lengths {mults} x T_train, backend {kernels.BACKEND}, out {args.out}"
+          + (f", Dask scheduler {args.dask}" if args.dask else f", {args.jobs} process(es)" if args.jobs > 1 else ""))
     results, summary = run_lab(cfg, progress=not args.no_progress, corpus=corpus)
     print()
     print(summary)

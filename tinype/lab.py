@@ -9,27 +9,29 @@
 2. Evaluation on the validation split at L = T_train x mults, with the literature's protocols:
      nonoverlap  mean NLL over every position of non-overlapping windows (the ALiBi paper's default)
      beyond      only positions >= T_train of each window: pure extrapolation
-     sliding     windows every L/2 bytes, each scoring its last L/2 positions
+     sliding     windows every `stride` bytes (default L/2), each scoring its last `stride` positions
      position    the loss at each position averaged over windows, at the longest L
    A PE that cannot run at L (learned beyond its table) is reported as n/a.
 3. Outputs in out/: results.json (configuration, corpus sha256, seeds, every number), results.csv,
    summary.md (mean +- std over seeds), ppl_vs_length.png and position_loss.png.
 """
+import contextlib
 import csv
 import io
 import json
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from . import positions
-from .checkpoint import load_checkpoint
+from .checkpoint import atomic_write_bytes, load_checkpoint
 from .config import preset
 from .data import Corpus
 from .evaluate import position_nll, sliding_nll
-from .checkpoint import atomic_write_bytes
 from .train import CKPT_NAME, load_model, train, write_json
 
 DEFAULT_PES = ["nope", "sinusoidal", "rope", "rope_yarn", "alibi", "kerple_log"]
@@ -37,6 +39,13 @@ DEFAULT_MULTS = [1, 2, 4, 8, 16, 32]
 PROTOCOLS = {"nonoverlap": "non-overlapping windows, every position",
              "beyond": "non-overlapping windows, positions >= T_train only",
              "sliding": "sliding windows, stride L/2, last L/2 positions scored"}
+
+
+def protocols(stride=None):
+    """The protocol labels, with the sliding window's stride spelled out."""
+    if stride is None:
+        return dict(PROTOCOLS)
+    return {**PROTOCOLS, "sliding": f"sliding windows, stride {stride} bytes, last {stride} positions scored"}
 
 
 @dataclass
@@ -49,6 +58,21 @@ class LabConfig:
     steps: int = None               # override the preset's training steps (tests, quick looks)
     max_windows: int = None         # cap evaluation windows per length (None: the whole split)
     eval_batch: int = 8
+    stride: int = None              # sliding-window stride in bytes (None: L/2 at each length L)
+    jobs: int = 1                   # independent trainings/evaluations run in this many processes
+    dask: str = None                # address of an existing Dask scheduler (overrides jobs)
+
+    def __post_init__(self):
+        if not self.pes:
+            raise ValueError("LabConfig.pes is empty: name at least one encoding")
+        if not self.seeds or min(self.seeds) < 0:
+            raise ValueError(f"LabConfig.seeds must be non-negative integers, got {self.seeds}")
+        if not self.mults or min(self.mults) < 1:
+            raise ValueError(f"LabConfig.mults are multiples of T_train and must be >= 1, got {self.mults}")
+        if self.jobs < 1:
+            raise ValueError(f"LabConfig.jobs must be >= 1, got {self.jobs}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"LabConfig.stride must be >= 1 byte, got {self.stride}")
 
 
 def all_encodings():
@@ -70,24 +94,129 @@ def _finished(run_dir, steps):
     return meta["step"] >= steps
 
 
-def evaluate_at_lengths(model, data, T_train, mults, max_windows=None, batch_size=8):
+def evaluate_at_lengths(model, data, T_train, mults, max_windows=None, batch_size=8, stride=None):
     """{L: {"nonoverlap", "beyond", "sliding"} mean NLLs, or None when the PE cannot run at L};
-    plus "position": the per-position mean NLL at the longest L that runs."""
+    plus "position": the per-position mean NLL at the longest L that runs.
+
+    stride: the sliding window's step in bytes (None: L // 2). Each row also records the
+    non-overlapping pass's token count and seconds (the evaluation throughput)."""
     out, curve = {}, None
     for m in mults:
         L = int(T_train * m)
+        s = max(1, L // 2) if stride is None else stride
+        if s > L:
+            raise ValueError(f"the sliding stride ({s} bytes) is longer than the window L={L}")
         try:
             model.pe.check_length(L)
-            nll = position_nll(model, data, L, batch_size, max_windows)                  # (W, L)
         except ValueError:
             out[L] = None
             continue
+        t0 = time.perf_counter()
+        nll = position_nll(model, data, L, batch_size, max_windows)                      # (W, L)
+        seconds = time.perf_counter() - t0
         row = {"nonoverlap": float(nll.mean()),
                "beyond": float(nll[:, T_train:].mean()) if L > T_train else None,
-               "sliding": sliding_nll(model, data, L, max(1, L // 2), batch_size, max_windows)}
+               "sliding": sliding_nll(model, data, L, s, batch_size, max_windows),
+               "stride": s, "tokens": int(nll.size), "seconds": seconds}
         out[L] = row
         curve = (L, nll.mean(axis=0))
     return out, curve
+
+
+def _train_job(job):
+    """One training (a worker's unit of work): skipped when its run folder already holds it."""
+    name, seed, model_cfg, train_cfg, corpus, run_dir, progress = job
+    if _finished(run_dir, train_cfg.steps):
+        return name, seed, "skipped"
+    train(replace(model_cfg, pe=name), replace(train_cfg, seed=seed), corpus, out=run_dir, resume=True,
+          progress=progress, log=lambda msg: print(f"lab: {name} seed {seed}: {msg}", flush=True))
+    return name, seed, "trained"
+
+
+def _eval_job(job):
+    """One evaluation of (encoding, seed) at every length; writes out/eval/<pe>-s<seed>.json."""
+    pe, seed, out, T, cfg, val = job
+    path = os.path.join(out, "eval", f"{pe}-s{seed}.json")
+    model, _ = load_model(os.path.join(out, "train", f"{trained_name(pe)}-s{seed}", CKPT_NAME))
+    if pe != model.config.pe:                                   # evaluation-time variant: swap the PE
+        model.config = replace(model.config, pe=pe)
+        model.pe = positions.get(pe)
+        model.pe.setup(model.config)
+    t1 = time.time()
+    lengths, curve = evaluate_at_lengths(model, val, T, cfg.mults, cfg.max_windows, cfg.eval_batch, cfg.stride)
+    rec = {"pe": pe, "trained": trained_name(pe), "seed": seed,
+           "lengths": {str(L): v for L, v in lengths.items()},
+           "position_curve": None if curve is None else {"L": curve[0], "nll": curve[1].tolist()},
+           "eval_seconds": time.time() - t1}
+    write_json(path, rec)
+    return rec
+
+
+@contextlib.contextmanager
+def _thread_env(threads):
+    """Child processes inherit the environment: give each its share of the cores."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: str(threads) for n in names})
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+def _dask_client(address):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--dask needs Dask's distributed scheduler: pip install 'tinype[dask]' "
+                         "(on this machine and on every worker)") from None
+    try:
+        return Client(address, timeout="10s")
+    except OSError as err:
+        raise ValueError(f"cannot reach a Dask scheduler at {address!r}: {err}") from None
+
+
+def _execute(fn, jobs, cfg, desc, progress):
+    """Yield fn(job) for every job as each finishes: in this process, in cfg.jobs processes, or on the
+    Dask cluster at cfg.dask. Workers write their results into cfg.out (a folder they all can reach)."""
+    if not jobs:
+        return
+    bar = None
+    if progress and (cfg.dask or cfg.jobs > 1):
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(jobs), desc=desc, unit="run", dynamic_ncols=True)
+    try:
+        if cfg.dask:
+            from distributed import as_completed as dask_completed
+            with _dask_client(cfg.dask) as client:
+                futures = client.map(fn, jobs, pure=False)
+                for fut in dask_completed(futures):
+                    yield fut.result()
+                    if bar is not None:
+                        bar.update(1)
+        elif cfg.jobs > 1 and len(jobs) > 1:
+            workers = min(cfg.jobs, len(jobs))
+            with _thread_env(max(1, (os.cpu_count() or 1) // workers)), \
+                    ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(fn, job) for job in jobs]
+                try:
+                    for fut in as_completed(futures):
+                        yield fut.result()
+                        if bar is not None:
+                            bar.update(1)
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+        else:
+            for job in jobs:
+                yield fn(job)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def run_lab(cfg, progress=True, log=print, corpus=None):
@@ -95,50 +224,48 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
     unknown = [p for p in cfg.pes if p not in all_encodings()]
     for p in unknown:
         positions.get(p)                                          # raises the registry's clear error
+    if cfg.dask:
+        _dask_client(cfg.dask).close()                            # fail before any work if unreachable
     model_cfg, train_cfg = preset(cfg.preset)
     if cfg.steps:
         train_cfg = replace(train_cfg, steps=cfg.steps, warmup=min(train_cfg.warmup, cfg.steps // 10))
     corpus = corpus or Corpus.default()
     T = model_cfg.T_train
+    corpus.check_window(T)
+    if cfg.stride is not None and cfg.stride > T * min(cfg.mults):
+        raise ValueError(f"--stride {cfg.stride} is longer than the shortest evaluation window "
+                         f"({T * min(cfg.mults)} bytes)")
     os.makedirs(cfg.out, exist_ok=True)
     t0 = time.time()
+    parallel = bool(cfg.dask) or cfg.jobs > 1
 
-    trainings = sorted({(trained_name(pe), s) for pe in cfg.pes for s in cfg.seeds})
-    for name, seed in trainings:
+    jobs = []
+    for name, seed in sorted({(trained_name(pe), s) for pe in cfg.pes for s in cfg.seeds}):
         run_dir = os.path.join(cfg.out, "train", f"{name}-s{seed}")
         if _finished(run_dir, train_cfg.steps):
             log(f"lab: {name} seed {seed}: trained already, skipped")
             continue
-        mc = replace(model_cfg, pe=name)
-        train(mc, replace(train_cfg, seed=seed), corpus, out=run_dir, resume=True, progress=progress,
-              log=log)
+        jobs.append((name, seed, model_cfg, train_cfg, corpus, run_dir, progress and not parallel))
+    for name, seed, status in _execute(_train_job, jobs, cfg, "lab: training", progress):
+        log(f"lab: {name} seed {seed}: {status}")
 
-    records = []
+    records, jobs = {}, []
     for pe in cfg.pes:
         for seed in cfg.seeds:
             path = os.path.join(cfg.out, "eval", f"{pe}-s{seed}.json")
             if os.path.exists(path):
                 with open(path) as f:
-                    records.append(json.load(f))
-                continue
-            model, _ = load_model(os.path.join(cfg.out, "train", f"{trained_name(pe)}-s{seed}", CKPT_NAME))
-            if pe != model.config.pe:                              # evaluation-time variant: swap the PE
-                model.config = replace(model.config, pe=pe)
-                model.pe = positions.get(pe)
-                model.pe.setup(model.config)
-            t1 = time.time()
-            lengths, curve = evaluate_at_lengths(model, corpus.val, T, cfg.mults, cfg.max_windows, cfg.eval_batch)
-            rec = {"pe": pe, "trained": trained_name(pe), "seed": seed,
-                   "lengths": {str(L): v for L, v in lengths.items()},
-                   "position_curve": None if curve is None else {"L": curve[0], "nll": curve[1].tolist()},
-                   "eval_seconds": time.time() - t1}
-            write_json(path, rec)
-            records.append(rec)
-            log(f"lab: evaluated {pe} seed {seed} in {rec['eval_seconds']:.0f} s")
+                    records[pe, seed] = json.load(f)
+            else:
+                jobs.append((pe, seed, cfg.out, T, cfg, corpus.val))
+    for rec in _execute(_eval_job, jobs, cfg, "lab: evaluating", progress):
+        records[rec["pe"], rec["seed"]] = rec
+        log(f"lab: evaluated {rec['pe']} seed {rec['seed']} in {rec['eval_seconds']:.0f} s")
+    records = [records[pe, seed] for pe in cfg.pes for seed in cfg.seeds]      # a fixed order
 
     results = {"config": asdict(cfg), "model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
                "corpus": corpus.name, "corpus_sha256": corpus.sha256, "T_train": T,
-               "protocols": PROTOCOLS, "records": records, "wall_seconds": time.time() - t0}
+               "protocols": protocols(cfg.stride), "records": records, "wall_seconds": time.time() - t0}
     write_json(os.path.join(cfg.out, "results.json"), results)
     _write_csv(os.path.join(cfg.out, "results.csv"), records)
     summary = summarize(results)
@@ -172,6 +299,16 @@ def table(results, protocol="nonoverlap"):
                  for L, vals in by_L.items()} for pe, by_L in out.items()}
 
 
+def throughput(results):
+    """{L: median evaluation tokens/s over records} for every length with timings."""
+    by_L = {}
+    for r in results["records"]:
+        for L, row in r["lengths"].items():
+            if row and row.get("seconds"):
+                by_L.setdefault(int(L), []).append(row["tokens"] / row["seconds"])
+    return {L: float(np.median(v)) for L, v in sorted(by_L.items())}
+
+
 def summarize(results):
     """Markdown tables of perplexity (mean +- std over seeds) per protocol."""
     T = results["T_train"]
@@ -179,7 +316,7 @@ def summarize(results):
     lines = [f"# tinype lab: {results['config']['preset']} preset, T_train = {T}, seeds {seeds}",
              "", f"Corpus {results['corpus']} (sha256 {results['corpus_sha256'][:12]}...), validation split. "
              f"Perplexity = exp(mean NLL in nats per byte); n/a: the encoding cannot run at that length.", ""]
-    for proto, label in PROTOCOLS.items():
+    for proto, label in results.get("protocols", PROTOCOLS).items():
         tab = table(results, proto)
         Ls = sorted({L for by_L in tab.values() for L in by_L})
         if proto == "beyond":
@@ -193,5 +330,11 @@ def summarize(results):
                 cells.append("n/a" if v is None else (f"{v[0]:.2f}" + (f" ± {v[1]:.2f}" if len(seeds) > 1 else "")))
             lines.append(f"| {pe} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines.append(f"Wall time: {results['wall_seconds']:.0f} s.")
+    tput = throughput(results)
+    if tput:
+        L, tok_s = max(tput.items())
+        lines.append(f"Evaluation throughput at L={L} ({L // T}x T_train): {tok_s:,.0f} tokens/s "
+                     f"(non-overlapping pass, median over encodings and seeds).")
+    lines.append(f"Wall time of this invocation: {results['wall_seconds']:.0f} s "
+                 f"(finished runs found on disk are not redone).")
     return "\n".join(lines) + "\n"
