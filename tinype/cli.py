@@ -3,7 +3,7 @@
     tinype train [--preset quick] [--pe learned] [--out runs/quick-learned] [--resume] [--text FILE]
     tinype generate --checkpoint runs/quick-learned/ckpt.npz --prompt "def " [--temperature 0.8]
     tinype lab [--preset quick] [--pe nope,rope,rope_yarn,alibi | all] [--seeds 0,1,2] [--out runs/lab]
-               [--jobs 2 | --dask tcp://host:8786] [--stride 32]
+               [--tasks passkey,copy,reverse,addition] [--jobs 2 | --dask tcp://host:8786] [--stride 32]
     tinype info
 """
 import argparse
@@ -87,6 +87,12 @@ def build_parser():
     lab.add_argument("--steps", type=_positive_int, help="override the preset's training steps")
     lab.add_argument("--max-windows", type=_positive_int, help="cap evaluation windows per length")
     lab.add_argument("--stride", type=_positive_int, help="sliding-window stride in bytes (default L/2 at each L)")
+    lab.add_argument("--tasks", default=None,
+                     help="also train and test synthetic tasks: comma-separated from passkey, copy, reverse, "
+                          "addition, or 'all' (one model per task, encoding and seed)")
+    lab.add_argument("--task-steps", type=_positive_int, help="training steps per task model (default: the preset's)")
+    lab.add_argument("--task-examples", type=_positive_int, default=32,
+                     help="test examples per size and passkey depth (default 32)")
     lab.add_argument("--jobs", type=_positive_int, default=1,
                      help="run independent trainings and evaluations in N processes (default 1)")
     lab.add_argument("--dask", metavar="ADDRESS", default=None,
@@ -157,12 +163,18 @@ def cmd_lab(args):
         pes = [p.strip().lower() for p in args.pe.split(",") if p.strip()]
         for p in pes:
             positions.get(p)                                  # unknown names fail before any work
+    from .tasks import TASKS, get_task
+    tasks = []
+    if args.tasks:
+        tasks = list(TASKS) if args.tasks.strip().lower() == "all" else \
+            [get_task(t).name for t in args.tasks.split(",") if t.strip()]
     mults = _int_list(args.lengths, "--lengths")
     if 0 in mults:
         raise ValueError("--lengths are multiples of T_train and must be >= 1")
     cfg = LabConfig(preset=args.preset, pes=pes, seeds=_int_list(args.seeds, "--seeds"), mults=mults,
                     out=args.out, steps=args.steps, max_windows=args.max_windows, stride=args.stride,
-                    jobs=args.jobs, dask=args.dask)
+                    jobs=args.jobs, dask=args.dask, tasks=tasks, task_steps=args.task_steps,
+                    task_examples=args.task_examples)
     corpus = Corpus.from_file(args.text) if args.text else Corpus.default()
     print(f"tinype lab: {len(pes)} encodings x {len(cfg.seeds)} seeds, preset {args.preset}, "
           f"lengths {mults} x T_train, backend {kernels.BACKEND}, out {args.out}"
@@ -170,7 +182,9 @@ def cmd_lab(args):
     results, summary = run_lab(cfg, progress=not args.no_progress, corpus=corpus)
     print()
     print(summary)
-    print(f"figures: {os.path.join(args.out, 'ppl_vs_length.png')}, {os.path.join(args.out, 'position_loss.png')}")
+    figures = [f for f in ("ppl_vs_length.png", "position_loss.png", "task_accuracy.png", "passkey_heatmap.png")
+               if os.path.exists(os.path.join(args.out, f))]
+    print(f"tables: {os.path.join(args.out, 'summary.md')}; figures in {args.out}: {', '.join(figures)}")
     return 0
 
 

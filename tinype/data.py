@@ -80,6 +80,10 @@ class Corpus:
     def from_file(cls, path):
         return cls(load_text_file(path), name=os.path.basename(path))
 
+    def batch(self, batch_size, T, rng):
+        """Random training windows x, y (B, T) from the train split (what train() asks a source for)."""
+        return get_batch(self.train, batch_size, T, rng)
+
     def check_window(self, T):
         """Both splits must hold at least one window of T inputs plus its next-byte target."""
         for split, data in (("train", self.train), ("validation", self.val)):

@@ -5,6 +5,7 @@ Shape letters: W windows, B batch, T time, V vocabulary.
 import numpy as np
 
 from .data import windows
+from .tasks import encode_examples
 
 
 def token_nll(logits, targets):
@@ -55,3 +56,32 @@ def sliding_nll(model, data, L, stride, batch_size=8, max_windows=None):
         total += float(nll[:, L - stride:].sum())
         count += nll[:, L - stride:].size
     return total / count
+
+
+def evaluate_task_nll(model, x, y, batch_size=32):
+    """Mean NLL over the answer positions (targets != -1) of task examples x, y (N, T).
+
+    Returns {"nll", "ppl", "windows", "tokens"} like evaluate_lm."""
+    total, count = 0.0, 0
+    for s in range(0, len(x), batch_size):
+        yb = y[s:s + batch_size]
+        keep = yb >= 0
+        nll = token_nll(model.forward(x[s:s + batch_size]), np.where(keep, yb, 0))
+        total += float(nll[keep].sum())
+        count += int(keep.sum())
+    mean = total / max(count, 1)
+    return {"nll": mean, "ppl": float(np.exp(mean)), "windows": len(x), "tokens": count}
+
+
+def task_accuracy(model, examples, batch_size=16):
+    """Exact-match accuracy of greedy answers on [(prompt, answer)] examples of one length.
+
+    Greedy decoding reproduces the answer exactly when, at every answer position, the likeliest
+    byte given the correct prefix is the right one; so one teacher-forced forward pass grades it."""
+    x, y = encode_examples(examples)
+    correct = 0
+    for s in range(0, len(x), batch_size):
+        yb = y[s:s + batch_size]
+        pred = model.forward(x[s:s + batch_size]).argmax(axis=-1)
+        correct += int(np.all((pred == yb) | (yb < 0), axis=1).sum())
+    return correct / len(x)

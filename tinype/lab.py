@@ -12,8 +12,12 @@
      sliding     windows every `stride` bytes (default L/2), each scoring its last `stride` positions
      position    the loss at each position averaged over windows, at the longest L
    A PE that cannot run at L (learned beyond its table) is reported as n/a.
-3. Outputs in out/: results.json (configuration, corpus sha256, seeds, every number), results.csv,
-   summary.md (mean +- std over seeds), ppl_vs_length.png and position_loss.png.
+3. Synthetic tasks on request (tasks=["passkey", "copy", "reverse", "addition"]): one model per
+   (task, trained encoding, seed) in out/tasks/<task>/, trained on sizes that fit T_train, tested on
+   larger ones with exact-match accuracy (passkey: by length and by key depth).
+4. Outputs in out/: results.json (configuration, corpus sha256, seeds, every number), results.csv,
+   summary.md (mean +- std over seeds), ppl_vs_length.png, position_loss.png, and with tasks
+   task_accuracy.png and passkey_heatmap.png.
 """
 import contextlib
 import csv
@@ -31,11 +35,13 @@ from . import positions
 from .checkpoint import atomic_write_bytes, load_checkpoint
 from .config import preset
 from .data import Corpus
-from .evaluate import position_nll, sliding_nll
+from .evaluate import position_nll, sliding_nll, task_accuracy
+from .tasks import DEPTHS, TaskSet, get_task
 from .train import CKPT_NAME, load_model, train, write_json
 
 DEFAULT_PES = ["nope", "sinusoidal", "rope", "rope_yarn", "alibi", "kerple_log"]
 DEFAULT_MULTS = [1, 2, 4, 8, 16, 32]
+TASK_EVAL_SEED = 2024                 # the test examples: the same for every encoding and seed
 PROTOCOLS = {"nonoverlap": "non-overlapping windows, every position",
              "beyond": "non-overlapping windows, positions >= T_train only",
              "sliding": "sliding windows, stride L/2, last L/2 positions scored"}
@@ -59,6 +65,10 @@ class LabConfig:
     max_windows: int = None         # cap evaluation windows per length (None: the whole split)
     eval_batch: int = 8
     stride: int = None              # sliding-window stride in bytes (None: L/2 at each length L)
+    tasks: list = field(default_factory=list)   # synthetic tasks to train and test (tinype.tasks.TASKS)
+    task_steps: int = None          # training steps per task model (None: the preset's)
+    task_examples: int = 32         # test examples per size (and per passkey depth)
+    task_factors: list = None       # test sizes as multiples of the longest trained (None: the task's own)
     jobs: int = 1                   # independent trainings/evaluations run in this many processes
     dask: str = None                # address of an existing Dask scheduler (overrides jobs)
 
@@ -71,6 +81,10 @@ class LabConfig:
             raise ValueError(f"LabConfig.mults are multiples of T_train and must be >= 1, got {self.mults}")
         if self.jobs < 1:
             raise ValueError(f"LabConfig.jobs must be >= 1, got {self.jobs}")
+        for t in self.tasks:
+            get_task(t)                                           # unknown names fail here
+        if self.task_examples < 1:
+            raise ValueError(f"LabConfig.task_examples must be >= 1, got {self.task_examples}")
         if self.stride is not None and self.stride < 1:
             raise ValueError(f"LabConfig.stride must be >= 1 byte, got {self.stride}")
 
@@ -125,23 +139,29 @@ def evaluate_at_lengths(model, data, T_train, mults, max_windows=None, batch_siz
 
 def _train_job(job):
     """One training (a worker's unit of work): skipped when its run folder already holds it."""
-    name, seed, model_cfg, train_cfg, corpus, run_dir, progress = job
+    label, name, model_cfg, train_cfg, source, run_dir, progress = job
     if _finished(run_dir, train_cfg.steps):
-        return name, seed, "skipped"
-    train(replace(model_cfg, pe=name), replace(train_cfg, seed=seed), corpus, out=run_dir, resume=True,
-          progress=progress, log=lambda msg: print(f"lab: {name} seed {seed}: {msg}", flush=True))
-    return name, seed, "trained"
+        return label, "skipped"
+    train(replace(model_cfg, pe=name), train_cfg, source, out=run_dir, resume=True,
+          progress=progress, log=lambda msg: print(f"lab: {label}: {msg}", flush=True))
+    return label, "trained"
+
+
+def _load_for(pe, run_dir):
+    """The model trained in run_dir, with the evaluation-time variant pe swapped in if it is one."""
+    model, _ = load_model(os.path.join(run_dir, CKPT_NAME))
+    if pe != model.config.pe:
+        model.config = replace(model.config, pe=pe)
+        model.pe = positions.get(pe)
+        model.pe.setup(model.config)
+    return model
 
 
 def _eval_job(job):
     """One evaluation of (encoding, seed) at every length; writes out/eval/<pe>-s<seed>.json."""
     pe, seed, out, T, cfg, val = job
     path = os.path.join(out, "eval", f"{pe}-s{seed}.json")
-    model, _ = load_model(os.path.join(out, "train", f"{trained_name(pe)}-s{seed}", CKPT_NAME))
-    if pe != model.config.pe:                                   # evaluation-time variant: swap the PE
-        model.config = replace(model.config, pe=pe)
-        model.pe = positions.get(pe)
-        model.pe.setup(model.config)
+    model = _load_for(pe, os.path.join(out, "train", f"{trained_name(pe)}-s{seed}"))
     t1 = time.time()
     lengths, curve = evaluate_at_lengths(model, val, T, cfg.mults, cfg.max_windows, cfg.eval_batch, cfg.stride)
     rec = {"pe": pe, "trained": trained_name(pe), "seed": seed,
@@ -149,6 +169,34 @@ def _eval_job(job):
            "position_curve": None if curve is None else {"L": curve[0], "nll": curve[1].tolist()},
            "eval_seconds": time.time() - t1}
     write_json(path, rec)
+    return rec
+
+
+def _task_eval_job(job):
+    """Exact-match accuracy of one (task, encoding, seed) at every test size (and passkey depth).
+    The examples depend only on (size, depth), so every encoding answers the same questions."""
+    task_name, pe, seed, out, T, n_examples, factors = job
+    task = get_task(task_name)
+    sizes = task.test_sizes(T) if factors is None else task.test_sizes(T, factors)
+    model = _load_for(pe, os.path.join(out, "tasks", task_name, f"{trained_name(pe)}-s{seed}"))
+    depths = DEPTHS if task_name == "passkey" else (None,)
+    t1 = time.time()
+    acc = {}
+    for size in sizes:
+        try:
+            model.pe.check_length(task.length(size) - 1)
+        except ValueError:
+            acc[str(size)] = None
+            continue
+        cell = {}
+        for k, depth in enumerate(depths):
+            rng = np.random.default_rng([TASK_EVAL_SEED, size, k])
+            cell[str(depth)] = task_accuracy(model, [task.example(rng, size, depth) for _ in range(n_examples)])
+        acc[str(size)] = cell if task_name == "passkey" else cell["None"]
+    rec = {"task": task_name, "pe": pe, "trained": trained_name(pe), "seed": seed, "accuracy": acc,
+           "lengths": {str(size): task.length(size) - 1 for size in sizes},
+           "train_sizes": list(task.train_sizes(T)), "examples": n_examples, "eval_seconds": time.time() - t1}
+    write_json(os.path.join(out, "tasks", task_name, "eval", f"{pe}-s{seed}.json"), rec)
     return rec
 
 
@@ -242,12 +290,24 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
     jobs = []
     for name, seed in sorted({(trained_name(pe), s) for pe in cfg.pes for s in cfg.seeds}):
         run_dir = os.path.join(cfg.out, "train", f"{name}-s{seed}")
+        label = f"{name} seed {seed}"
         if _finished(run_dir, train_cfg.steps):
-            log(f"lab: {name} seed {seed}: trained already, skipped")
+            log(f"lab: {label}: trained already, skipped")
             continue
-        jobs.append((name, seed, model_cfg, train_cfg, corpus, run_dir, progress and not parallel))
-    for name, seed, status in _execute(_train_job, jobs, cfg, "lab: training", progress):
-        log(f"lab: {name} seed {seed}: {status}")
+        jobs.append((label, name, model_cfg, replace(train_cfg, seed=seed), corpus, run_dir,
+                     progress and not parallel))
+    task_cfg = replace(train_cfg, steps=cfg.task_steps) if cfg.task_steps else train_cfg
+    for task in cfg.tasks:
+        for name, seed in sorted({(trained_name(pe), s) for pe in cfg.pes for s in cfg.seeds}):
+            run_dir = os.path.join(cfg.out, "tasks", task, f"{name}-s{seed}")
+            label = f"{task} {name} seed {seed}"
+            if _finished(run_dir, task_cfg.steps):
+                log(f"lab: {label}: trained already, skipped")
+                continue
+            jobs.append((label, name, model_cfg, replace(task_cfg, seed=seed), TaskSet(task), run_dir,
+                         progress and not parallel))
+    for label, status in _execute(_train_job, jobs, cfg, "lab: training", progress):
+        log(f"lab: {label}: {status}")
 
     records, jobs = {}, []
     for pe in cfg.pes:
@@ -263,15 +323,32 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
         log(f"lab: evaluated {rec['pe']} seed {rec['seed']} in {rec['eval_seconds']:.0f} s")
     records = [records[pe, seed] for pe in cfg.pes for seed in cfg.seeds]      # a fixed order
 
+    task_records, jobs = {}, []
+    for task in cfg.tasks:
+        for pe in cfg.pes:
+            for seed in cfg.seeds:
+                path = os.path.join(cfg.out, "tasks", task, "eval", f"{pe}-s{seed}.json")
+                if os.path.exists(path):
+                    with open(path) as f:
+                        task_records[task, pe, seed] = json.load(f)
+                else:
+                    jobs.append((task, pe, seed, cfg.out, T, cfg.task_examples, cfg.task_factors))
+    for rec in _execute(_task_eval_job, jobs, cfg, "lab: task accuracy", progress):
+        task_records[rec["task"], rec["pe"], rec["seed"]] = rec
+        log(f"lab: {rec['task']}: evaluated {rec['pe']} seed {rec['seed']} in {rec['eval_seconds']:.0f} s")
+    task_records = [task_records[k] for k in ((t, pe, s) for t in cfg.tasks for pe in cfg.pes for s in cfg.seeds)]
+
     results = {"config": asdict(cfg), "model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
                "corpus": corpus.name, "corpus_sha256": corpus.sha256, "T_train": T,
-               "protocols": protocols(cfg.stride), "records": records, "wall_seconds": time.time() - t0}
+               "protocols": protocols(cfg.stride), "records": records, "task_records": task_records,
+               "task_train": task_cfg.to_dict() if cfg.tasks else None, "wall_seconds": time.time() - t0}
     write_json(os.path.join(cfg.out, "results.json"), results)
     _write_csv(os.path.join(cfg.out, "results.csv"), records)
     summary = summarize(results)
     atomic_write_bytes(os.path.join(cfg.out, "summary.md"), lambda f: f.write(summary.encode("utf-8")))
     from . import plots
     plots.lab_figures(results, cfg.out)
+    plots.task_figures(results, cfg.out)
     return results, summary
 
 
@@ -297,6 +374,20 @@ def table(results, protocol="nonoverlap"):
             out.setdefault(r["pe"], {}).setdefault(int(L), []).append(None if v is None else float(np.exp(v)))
     return {pe: {L: (None if any(v is None for v in vals) else (float(np.mean(vals)), float(np.std(vals))))
                  for L, vals in by_L.items()} for pe, by_L in out.items()}
+
+
+def task_table(results, task):
+    """{pe: {size: (mean accuracy, std over seeds) or None}}; passkey cells average the depths."""
+    out = {}
+    for r in results.get("task_records", []):
+        if r["task"] != task:
+            continue
+        for size, acc in r["accuracy"].items():
+            if isinstance(acc, dict):
+                acc = float(np.mean(list(acc.values())))
+            out.setdefault(r["pe"], {}).setdefault(int(size), []).append(acc)
+    return {pe: {n: (None if any(v is None for v in vals) else (float(np.mean(vals)), float(np.std(vals))))
+                 for n, vals in by_n.items()} for pe, by_n in out.items()}
 
 
 def throughput(results):
@@ -328,6 +419,28 @@ def summarize(results):
             for L in Ls:
                 v = by_L.get(L)
                 cells.append("n/a" if v is None else (f"{v[0]:.2f}" + (f" ± {v[1]:.2f}" if len(seeds) > 1 else "")))
+            lines.append(f"| {pe} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for task in results["config"].get("tasks", []):
+        tab = task_table(results, task)
+        recs = [r for r in results.get("task_records", []) if r["task"] == task]
+        if not recs:
+            continue
+        sizes = sorted(int(k) for k in recs[0]["lengths"])
+        lo, hi = recs[0]["train_sizes"]
+        what = "length in bytes" if task == "passkey" else ("digits per operand" if task == "addition"
+                                                             else "letters")
+        lines += [f"## task {task}: exact-match accuracy (%), trained on sizes {lo}..{hi} ({what}), "
+                  f"{recs[0]['examples']} test examples per cell"
+                  + (", averaged over 5 key depths" if task == "passkey" else ""), "",
+                  "| encoding | " + " | ".join(f"size {n} ({recs[0]['lengths'][str(n)]} B)" for n in sizes) + " |",
+                  "|---|" + "---|" * len(sizes)]
+        for pe, by_n in tab.items():
+            cells = []
+            for n in sizes:
+                v = by_n.get(n)
+                cells.append("n/a" if v is None else (f"{100 * v[0]:.0f}" + (f" ± {100 * v[1]:.0f}"
+                                                                              if len(seeds) > 1 else "")))
             lines.append(f"| {pe} | " + " | ".join(cells) + " |")
         lines.append("")
     tput = throughput(results)

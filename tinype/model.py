@@ -115,7 +115,7 @@ class Transformer:
 
     # forward / backward --------------------------------------------------------------------------
 
-    def _check_idx(self, idx, what="idx"):
+    def _check_idx(self, idx, what="idx", ignore=None):
         if not isinstance(idx, np.ndarray):
             idx = np.asarray(idx)
         if idx.ndim == 1:
@@ -127,8 +127,9 @@ class Transformer:
         if idx.shape[1] < 1 or idx.shape[0] < 1:
             raise ValueError(f"{what} is empty: shape {idx.shape}")
         V = self.config.vocab_size
-        if idx.size and (idx.min() < 0 or idx.max() >= V):
-            bad = idx[(idx < 0) | (idx >= V)].ravel()[0]
+        low = 0 if ignore is None else ignore
+        if idx.size and (idx.min() < low or idx.max() >= V):
+            bad = idx[((idx < 0) & (idx != low)) | (idx >= V)].ravel()[0]
             raise ValueError(f"{what} holds token id {int(bad)}, outside 0..{V - 1}")
         return idx
 
@@ -180,10 +181,11 @@ class Transformer:
     def loss(self, idx, targets, train=False, rng=None, positions=None):
         """Mean cross-entropy (nats per token) of next-token targets (B, T); ready for backward().
 
-        train=True lets a randomized PE draw its training positions from rng.
+        Targets of -1 do not count (a task grades only its answer). train=True lets a randomized PE
+        draw its training positions from rng.
         """
         idx = self._check_idx(idx)
-        targets = self._check_idx(targets, "targets")
+        targets = self._check_idx(targets, "targets", ignore=-1)
         if targets.shape != idx.shape:
             raise ValueError(f"targets shape {targets.shape} differs from idx shape {idx.shape}")
         logits, cache = self._forward(idx, positions, train=train, rng=rng)

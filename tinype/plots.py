@@ -64,3 +64,73 @@ def lab_figures(results, out):
     fig.tight_layout()
     fig.savefig(os.path.join(out, "position_loss.png"), dpi=120)
     plt.close(fig)
+
+
+def task_figures(results, out):
+    """task_accuracy.png (accuracy vs example length per task) and passkey_heatmap.png (per encoding:
+    key depth x context length, mean over seeds). Returns the paths written."""
+    from .lab import task_table
+    plt = _pyplot()
+    recs = results.get("task_records") or []
+    written = []
+    tasks = [t for t in results["config"].get("tasks", []) if t != "passkey" and any(r["task"] == t for r in recs)]
+    if tasks:
+        fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            first = next(r for r in recs if r["task"] == task)
+            lengths = {int(n): L for n, L in first["lengths"].items()}
+            for pe, by_n in sorted(task_table(results, task).items()):
+                ns = [n for n in sorted(by_n) if by_n[n] is not None]
+                if ns:
+                    ax.plot([lengths[n] for n in ns], [100 * by_n[n][0] for n in ns], marker="o", label=pe)
+            hi = first["train_sizes"][1]
+            ax.axvline(lengths.get(hi, results["T_train"]), color="gray", linestyle="--", linewidth=1)
+            ax.set_xscale("log", base=2)
+            ax.set_ylim(-3, 103)
+            ax.set_xlabel("example length (bytes; longest trained dashed)")
+            ax.set_title(task)
+            ax.grid(True, alpha=0.3)
+        axes[0][0].set_ylabel("exact-match accuracy (%)")
+        axes[0][-1].legend(fontsize=7)
+        fig.tight_layout()
+        path = os.path.join(out, "task_accuracy.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+
+    pk = [r for r in recs if r["task"] == "passkey"]
+    if pk:
+        pes = list(dict.fromkeys(r["pe"] for r in pk))
+        sizes = sorted(int(n) for n in pk[0]["lengths"])
+        depths = sorted({float(d) for r in pk for cell in r["accuracy"].values() if cell for d in cell})
+        cols = min(4, len(pes))
+        rows = -(-len(pes) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.9 * rows), squeeze=False)
+        for ax in axes.ravel()[len(pes):]:
+            ax.axis("off")
+        for ax, pe in zip(axes.ravel(), pes):
+            grid = np.full((len(depths), len(sizes)), np.nan)
+            for j, n in enumerate(sizes):
+                cells = [r["accuracy"][str(n)] for r in pk if r["pe"] == pe]
+                if all(c is not None for c in cells):
+                    for i, d in enumerate(depths):
+                        grid[i, j] = 100 * np.mean([c[str(d)] for c in cells])
+            im = ax.imshow(np.ma.masked_invalid(grid), vmin=0, vmax=100, cmap="viridis", aspect="auto")
+            for i in range(len(depths)):
+                for j in range(len(sizes)):
+                    text = "n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.0f}"
+                    ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                            color="white" if np.isnan(grid[i, j]) or grid[i, j] < 50 else "black")
+            ax.set_xticks(range(len(sizes)), [str(pk[0]["lengths"][str(n)]) for n in sizes], fontsize=7)
+            ax.set_yticks(range(len(depths)), [f"{d:.2f}" for d in depths], fontsize=7)
+            ax.set_title(pe, fontsize=9)
+            ax.set_xlabel("context (bytes)", fontsize=8)
+            ax.set_ylabel("key depth", fontsize=8)
+            ax.set_facecolor("0.85")
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="passkey accuracy (%)")
+        fig.suptitle(f"Passkey retrieval, trained at {results['T_train']} bytes", fontsize=10)
+        path = os.path.join(out, "passkey_heatmap.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -16,8 +16,8 @@ import numpy as np
 
 from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig
-from .data import Corpus, get_batch
-from .evaluate import evaluate_lm
+from .data import Corpus
+from .evaluate import evaluate_lm, evaluate_task_nll
 from .model import Transformer
 from .optim import AdamW, clip_grad_norm, lr_at
 
@@ -77,6 +77,9 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
           log=print):
     """Train a language model; returns a TrainResult.
 
+    corpus: a data.Corpus (next-byte prediction on its train split), or a tasks.TaskSet (its
+    answers only); anything with name, sha256, check_window(T), batch(B, T, rng).
+
     out: run folder for checkpoints and metrics (None: keep nothing on disk).
     resume: continue from out/ckpt.npz; the configuration and corpus must match.
     """
@@ -125,7 +128,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     try:
         for step in range(start, train_cfg.steps):
             rng = np.random.default_rng([train_cfg.seed, step])
-            x, y = get_batch(corpus.train, train_cfg.batch_size, T, rng)
+            x, y = corpus.batch(train_cfg.batch_size, T, rng)
             loss = model.loss(x, y, train=True, rng=rng)
             if not math.isfinite(loss):
                 last = f"the last good checkpoint is {ckpt}" if ckpt and os.path.exists(ckpt) else \
@@ -141,7 +144,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
             record = {"step": step + 1, "loss": loss, "lr": lr, "grad_norm": norm}
             done = step + 1
             if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.steps:
-                val_last = evaluate_lm(model, corpus.val, T, max_windows=train_cfg.eval_windows)["nll"]
+                val_last = _validate(model, corpus, T, train_cfg.eval_windows)["nll"]
                 record["val_nll"] = val_last
             history.append(record)
             if ckpt and train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0:
@@ -160,7 +163,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     tok_s = steps_done * tokens_per_step / elapsed if steps_done else 0.0
     if ckpt and (steps_done or not os.path.exists(ckpt)):
         _save(ckpt, model, opt, train_cfg.steps, model_cfg, train_cfg, corpus, history)
-    val = evaluate_lm(model, corpus.val, T)
+    val = _validate(model, corpus, T)
     result = TrainResult(model, history, val, tok_s, out, start)
     if out:
         write_json(os.path.join(out, "metrics.json"), {
@@ -169,6 +172,14 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
             "final_train_loss": history[-1]["loss"] if history else None,
             "parameters": model.num_parameters(), "backend": _backend()})
     return result
+
+
+def _validate(model, source, T, max_windows=None):
+    """Validation NLL: of the corpus's validation split, or of a task's answers on its fixed set."""
+    if isinstance(source, Corpus):
+        return evaluate_lm(model, source.val, T, max_windows=max_windows)
+    x, y = source.validation(T)
+    return evaluate_task_nll(model, x, y)
 
 
 def _backend():

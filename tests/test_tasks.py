@@ -1,0 +1,137 @@
+"""Synthetic tasks: well-formed examples, answer-only targets, exact-match grading, and the lab path."""
+import os
+
+import numpy as np
+import pytest
+
+from tinype import ModelConfig, Transformer
+from tinype.evaluate import task_accuracy, token_nll
+from tinype.tasks import DEPTHS, PAD, TASKS, Passkey, TaskSet, encode_examples, get_task
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_examples_fit_their_declared_length(name):
+    task, rng = get_task(name), np.random.default_rng(0)
+    lo, hi = task.train_sizes(64)
+    assert lo <= hi and task.length(hi) - 1 <= 64 and task.length(task.largest(64) + 1) - 1 > 64 or name == "passkey"
+    for size in [lo, hi, *task.test_sizes(64)]:
+        p, a = task.example(rng, size)
+        assert len(p) + len(a) == task.length(size)
+    assert task.test_sizes(64)[-1] > hi
+
+
+def test_copy_reverse_addition_answers_are_right():
+    rng = np.random.default_rng(1)
+    p, a = get_task("copy").example(rng, 7)
+    assert p[:-1] == a and p.endswith(b">") and a.isalpha()
+    p, a = get_task("reverse").example(rng, 7)
+    assert p[:-1] == a[::-1]
+    for _ in range(50):
+        p, a = get_task("addition").example(rng, 5)
+        x, y = p[:-1].split(b"+")
+        assert len(x) == len(y) == 5 and len(a) == 6
+        assert int(x) + int(y) == int(a[::-1])
+
+
+def test_passkey_hides_the_key_at_the_asked_depth():
+    task, rng = Passkey(), np.random.default_rng(2)
+    for depth in DEPTHS:
+        p, key = task.example(rng, 200, depth)
+        assert len(p) + len(key) == 200 and key.isdigit() and len(key) == 5
+        assert p.endswith(b"key?") and p.count(b"key=" + key) == 1
+        where = p.index(b"key=") / (200 - task.smallest)
+        assert where == pytest.approx(depth, abs=0.02)
+    with pytest.raises(ValueError, match="at least"):
+        task.example(rng, task.smallest - 1)
+    with pytest.raises(ValueError, match="depth"):
+        task.example(rng, 100, depth=1.5)
+
+
+def test_encode_examples_targets_only_the_answer():
+    x, y = encode_examples([(b"ab>", b"ab"), (b"abc>", b"cba")], T=8)
+    assert x.shape == y.shape == (2, 8)
+    assert bytes(x[1, :6].astype(np.uint8)) == b"abc>cb" and x[0, 4] == PAD
+    assert y[0].tolist() == [-1, -1, ord("a"), ord("b"), -1, -1, -1, -1]
+    assert y[1].tolist() == [-1, -1, -1, ord("c"), ord("b"), ord("a"), -1, -1]
+    with pytest.raises(ValueError, match="does not fit"):
+        encode_examples([(b"abcdef>", b"abcdef")], T=8)
+
+
+def test_unknown_task_is_named():
+    with pytest.raises(ValueError, match="unknown task 'sort'.*passkey"):
+        get_task("sort")
+
+
+class Oracle:
+    """Answers every example right, except the ones it was told to get wrong."""
+
+    def __init__(self, examples, wrong=()):
+        x, y = encode_examples(examples)
+        self.table = {x[i].tobytes(): y[i] for i in range(len(x))}
+        self.wrong = {x[i].tobytes() for i in wrong}
+
+    def forward(self, xb):
+        out = np.zeros(xb.shape + (256,))
+        for i, row in enumerate(xb):
+            y = np.where(self.table[row.tobytes()] >= 0, self.table[row.tobytes()], 0)
+            if row.tobytes() in self.wrong:
+                y = (y + 1) % 256
+            out[i, np.arange(len(y)), y] = 1.0
+        return out
+
+
+def test_task_accuracy_is_exact_match():
+    rng = np.random.default_rng(3)
+    ex = [get_task("reverse").example(rng, 6) for _ in range(10)]
+    assert task_accuracy(Oracle(ex), ex, batch_size=3) == 1.0
+    assert task_accuracy(Oracle(ex, wrong=[0, 4, 9]), ex, batch_size=3) == pytest.approx(0.7)
+
+
+def test_loss_ignores_targets_of_minus_one():
+    model = Transformer(ModelConfig(pe="rope", dtype="float64"), seed=0)
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (2, 9))
+    y = np.full((2, 9), -1)
+    y[1, 5] = 42
+    loss = model.loss(x, y)
+    assert loss == pytest.approx(token_nll(model.forward(x), np.full((2, 9), 42))[1, 5], rel=1e-12)
+    g = model.backward()
+    assert all(np.isfinite(v).all() for v in g.values())
+    with pytest.raises(ValueError, match="token id -2"):
+        model.loss(x, np.full((2, 9), -2))
+
+
+def test_taskset_batches_and_validation_are_reproducible():
+    ts = TaskSet("copy")
+    x1, y1 = ts.batch(4, 64, np.random.default_rng(5))
+    x2, y2 = ts.batch(4, 64, np.random.default_rng(5))
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2) and x1.shape == (4, 64)
+    assert (y1 >= 0).sum() > 0
+    v1, v2 = ts.validation(64), ts.validation(64)
+    assert np.array_equal(v1[0], v2[0]) and len(v1[0]) == ts.n_val
+    assert TaskSet("copy").sha256 == ts.sha256 != TaskSet("reverse").sha256
+    with pytest.raises(ValueError, match="fits a window"):
+        TaskSet("addition").check_window(4)
+
+
+def test_lab_with_tasks_writes_tables_and_figures(tmp_path):
+    from tinype.data import Corpus, default_corpus_text, encode
+    from tinype.lab import LabConfig, run_lab
+    corpus = Corpus(encode(default_corpus_text()[:30000]), name="small")
+    cfg = LabConfig(pes=["learned", "alibi", "rope_yarn"], mults=[1, 2], steps=2, max_windows=1,
+                    tasks=["passkey", "copy"], task_steps=3, task_examples=2, task_factors=[1, 2, 4],
+                    out=str(tmp_path))
+    logs = []
+    results, summary = run_lab(cfg, progress=False, log=logs.append, corpus=corpus)
+    recs = {(r["task"], r["pe"]): r for r in results["task_records"]}
+    assert len(recs) == 6
+    assert sorted(os.listdir(tmp_path / "tasks" / "copy")) == ["alibi-s0", "eval", "learned-s0", "rope-s0"]
+    pk = recs["passkey", "alibi"]["accuracy"]
+    assert list(pk) == ["65", "129", "257"] and sorted(pk["65"]) == sorted(map(str, DEPTHS))
+    assert recs["passkey", "learned"]["accuracy"]["129"] is None          # learned cannot run past 64
+    assert all(0 <= v <= 1 for cell in pk.values() for v in cell.values())
+    assert "## task passkey" in summary and "## task copy" in summary and "n/a" in summary
+    for png in ("task_accuracy.png", "passkey_heatmap.png"):
+        assert open(tmp_path / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    again, _ = run_lab(cfg, progress=False, log=logs.append, corpus=corpus)     # all reused
+    assert again["task_records"] == results["task_records"]

@@ -1,0 +1,179 @@
+"""Synthetic tasks for length generalization, generated on the fly (nothing to download).
+
+    passkey   a 5-digit key hidden at a random depth in filler text, asked for at the end
+              (Mohtashami & Jaggi 2023; the test of the Position Interpolation and YaRN papers)
+    copy      "qjxbe>" -> "qjxbe"            (Kazemnejad et al. 2023; Ruoss et al. 2023)
+    reverse   "qjxbe>" -> "ebxjq"
+    addition  "4821+0397=" -> "8125"  the sum, least significant digit first, n + 1 digits
+
+Every example is bytes: a prompt, then the answer the model must produce. A training batch packs
+examples of random sizes into (B, T) windows, right-padded; the targets are -1 (ignored by the loss)
+everywhere except on the answer, so the model is graded on the answer alone. Sizes: the number of
+letters (copy, reverse), of digits per operand (addition), or the whole length in bytes (passkey).
+A task is trained on sizes that fit T_train and tested on larger ones.
+
+Shape letters: B batch, T time.
+"""
+import hashlib
+
+import numpy as np
+
+PAD = ord(" ")                        # padding after an example; never a target
+LETTERS = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+FILLER = b"The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)  # where the passkey sits in the filler, as a fraction
+
+
+class Task:
+    """A family of (prompt, answer) examples indexed by an integer size."""
+    name = None
+    smallest = 1
+
+    def example(self, rng, size, depth=None):
+        """(prompt, answer) as bytes. depth is used by passkey only."""
+        raise NotImplementedError
+
+    def length(self, size):
+        """Bytes in prompt + answer for this size (the model reads length - 1 of them)."""
+        raise NotImplementedError
+
+    def largest(self, T):
+        """The largest size whose example fits a window of T inputs."""
+        size = self.smallest
+        while self.length(size + 1) - 1 <= T:
+            size += 1
+        if self.length(size) - 1 > T:
+            raise ValueError(f"{self.name}: no example fits a window of {T} bytes")
+        return size
+
+    def train_sizes(self, T):
+        """(lo, hi): training sizes are drawn uniformly from lo..hi."""
+        return self.smallest, self.largest(T)
+
+    def test_sizes(self, T, factors=(1, 2, 4, 8)):
+        """Sizes whose examples are about factors x the longest training example."""
+        hi = self.largest(T)
+        return sorted({max(self.smallest, int(round(hi * f))) for f in factors})
+
+
+class Copy(Task):
+    name = "copy"
+
+    def _letters(self, rng, size):
+        return LETTERS[rng.integers(0, len(LETTERS), size)].tobytes()
+
+    def example(self, rng, size, depth=None):
+        s = self._letters(rng, size)
+        return s + b">", s
+
+    def length(self, size):
+        return 2 * size + 1
+
+
+class Reverse(Copy):
+    name = "reverse"
+
+    def example(self, rng, size, depth=None):
+        s = self._letters(rng, size)
+        return s + b">", s[::-1]
+
+
+class Addition(Task):
+    name = "addition"
+
+    def example(self, rng, size, depth=None):
+        a = rng.integers(0, 10, size)
+        b = rng.integers(0, 10, size)
+        total = int("".join(map(str, a))) + int("".join(map(str, b)))
+        prompt = ("".join(map(str, a)) + "+" + "".join(map(str, b)) + "=").encode()
+        return prompt, str(total).zfill(size + 1)[::-1].encode()
+
+    def length(self, size):
+        return 3 * size + 3
+
+
+class Passkey(Task):
+    """filler ... "key=71432. " ... filler "key?" -> "71432"; size = the total length in bytes."""
+    name = "passkey"
+    KEY, ASK, DIGITS = b"key=", b"key?", 5
+    smallest = len(KEY) + DIGITS + 2 + len(ASK) + DIGITS            # no filler at all
+
+    def example(self, rng, size, depth=None):
+        if size < self.smallest:
+            raise ValueError(f"passkey examples need at least {self.smallest} bytes, got {size}")
+        key = "".join(map(str, rng.integers(0, 10, self.DIGITS))).encode()
+        n_fill = size - self.smallest
+        start = int(rng.integers(0, len(FILLER)))
+        filler = (FILLER * (n_fill // len(FILLER) + 2))[start:start + n_fill]
+        depth = rng.random() if depth is None else depth
+        if not 0 <= depth <= 1:
+            raise ValueError(f"depth must be in [0, 1], got {depth}")
+        cut = int(round(depth * n_fill))
+        return filler[:cut] + self.KEY + key + b". " + filler[cut:] + self.ASK, key
+
+    def length(self, size):
+        return size
+
+    def train_sizes(self, T):
+        return self.smallest, T + 1
+
+    def largest(self, T):
+        return T + 1
+
+    def test_sizes(self, T, factors=(1, 2, 4, 8, 16)):
+        return [int(T * f) + 1 for f in factors]
+
+
+TASKS = {t.name: t for t in (Passkey(), Copy(), Reverse(), Addition())}
+
+
+def get_task(name):
+    try:
+        return TASKS[name.strip().lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"unknown task {name!r}; available: {', '.join(TASKS)}") from None
+
+
+def encode_examples(examples, T=None):
+    """[(prompt, answer)] -> x (N, T) inputs and y (N, T) targets, -1 except on the answer.
+
+    T: the window (default: the longest example's length - 1); shorter examples are right-padded."""
+    lengths = [len(p) + len(a) for p, a in examples]
+    T = max(lengths) - 1 if T is None else T
+    if max(lengths) - 1 > T:
+        raise ValueError(f"an example of {max(lengths)} bytes does not fit a window of {T} inputs")
+    x = np.full((len(examples), T), PAD, dtype=np.int64)
+    y = np.full((len(examples), T), -1, dtype=np.int64)
+    for i, (p, a) in enumerate(examples):
+        seq = np.frombuffer(p + a, dtype=np.uint8)
+        x[i, :len(seq) - 1] = seq[:-1]
+        y[i, len(p) - 1:len(seq) - 1] = seq[len(p):]                 # the answer, predicted from its left
+    return x, y
+
+
+class TaskSet:
+    """A task as a training source for train(): batches from train sizes, a fixed validation set.
+
+    Duck-types what train() needs of a Corpus: name, sha256, check_window, batch, validation."""
+
+    def __init__(self, task, n_val=256, val_seed=12345):
+        self.task = get_task(task) if isinstance(task, str) else task
+        self.name = f"task:{self.task.name}"
+        self.n_val, self.val_seed = n_val, val_seed
+        spec = f"tinype.tasks v1 {self.task.name} {FILLER!r} val {n_val} {val_seed}"
+        self.sha256 = hashlib.sha256(spec.encode()).hexdigest()
+
+    def check_window(self, T):
+        self.task.largest(T)                                          # raises when nothing fits
+
+    def examples(self, rng, count, T):
+        lo, hi = self.task.train_sizes(T)
+        return [self.task.example(rng, int(s)) for s in rng.integers(lo, hi + 1, count)]
+
+    def batch(self, batch_size, T, rng):
+        """x, y (B, T): random training sizes, right-padded; targets only on the answers."""
+        return encode_examples(self.examples(rng, batch_size, T), T)
+
+    def validation(self, T):
+        """A fixed set of training-size examples (x, y), the same every call."""
+        return encode_examples(self.examples(np.random.default_rng(self.val_seed), self.n_val, T), T)
