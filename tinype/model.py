@@ -133,8 +133,8 @@ class Transformer:
             raise ValueError(f"{what} holds token id {int(bad)}, outside 0..{V - 1}")
         return idx
 
-    def _forward(self, idx, pos=None, train=False, rng=None):
-        """Shared forward. Returns logits (B, T, V) and the cache (ce left None)."""
+    def _trunk(self, idx, pos=None, train=False, rng=None):
+        """Embeddings, blocks and the final LayerNorm: hf (B, T, C) and the cache."""
         cfg, p = self.config, self.params
         B, T = idx.shape
         self.pe.check_length(T)
@@ -165,12 +165,30 @@ class Transformer:
             x = x + m
             blocks.append(BlockCache(ln1, attn, ln2, mlp))
         hf, lnf = layernorm_forward(x, p["ln_f.w"], p["ln_f.b"], cfg.ln_eps)
-        logits = hf @ p["wte"].T                                         # (B, T, V) tied lm_head
         cache = ForwardCache(ctx, emb_cache,
                              (embed_cache,) if pe_embed is not None else None,
                              (bias_cache,) if pe_bias is not None else None,
                              blocks, lnf, hf, None)
-        return logits, cache
+        return hf, cache
+
+    def _forward(self, idx, pos=None, train=False, rng=None):
+        """Shared forward. Returns logits (B, T, V) and the cache (ce left None)."""
+        hf, cache = self._trunk(idx, pos, train, rng)
+        return hf @ self.params["wte"].T, cache                          # (B, T, V) tied lm_head
+
+    def features(self, idx, positions=None, train=False, rng=None):
+        """The final normalised activations (B, T, C) that the lm_head reads (a classifier reads them
+        too). Keeps the cache for trunk_backward()."""
+        idx = self._check_idx(idx)
+        hf, self._trunk_cache = self._trunk(idx, positions, train, rng)
+        return hf
+
+    def trunk_backward(self, dhf):
+        """Gradients of every parameter given d(loss)/d(features) (B, T, C), after features()."""
+        if getattr(self, "_trunk_cache", None) is None:
+            raise RuntimeError("trunk_backward() needs features() first")
+        self.grads = self._backward(dhf, self._trunk_cache, np.zeros_like(self.params["wte"]))
+        return self.grads
 
     def forward(self, idx, positions=None):
         """Logits (B, T, V) for token ids idx (B, T); evaluation mode, keeps no state for backward."""
@@ -198,15 +216,20 @@ class Transformer:
         """Gradients of the last loss() with respect to every parameter (see gradients())."""
         if self._cache is None:
             raise RuntimeError("backward() needs a loss(): call model.loss(idx, targets) first")
-        cfg, p, c = self.config, self.params, self._cache
-        g = {}
+        p, c = self.params, self._cache
         B, T, C = c.hf.shape
-        V = cfg.vocab_size
         dlogits = cross_entropy_backward(1.0, c.ce)                      # (B*T, V)
         # in the forward pass this was: logits = hf @ wte^T
         hf2 = c.hf.reshape(B * T, C)
         dwte = dlogits.T @ hf2                                           # (V, C) from the head
         dhf = (dlogits @ p["wte"]).reshape(B, T, C)
+        self.grads = self._backward(dhf, c, dwte)
+        return self.grads
+
+    def _backward(self, dhf, c, dwte):
+        """Backward from the final activations; dwte: the head's share of wte's gradient."""
+        cfg, p = self.config, self.params
+        g = {}
         dx, g["ln_f.w"], g["ln_f.b"] = layernorm_backward(dhf, c.ln_f)
         dbias_total = None
         for l in reversed(range(cfg.n_layer)):
@@ -233,5 +256,4 @@ class Transformer:
         g["wte"] = dwte + embedding_backward(dx, c.emb)
         for name in pe_params:
             g[f"pe.{name}"] = pe_grads.get(name, np.zeros_like(pe_params[name]))
-        self.grads = {name: g[name] for name in p}                       # the order of parameters()
-        return self.grads
+        return {name: g[name] for name in p}                             # the order of parameters()

@@ -177,3 +177,47 @@ class TaskSet:
     def validation(self, T):
         """A fixed set of training-size examples (x, y), the same every call."""
         return encode_examples(self.examples(np.random.default_rng(self.val_seed), self.n_val, T), T)
+
+
+CLASS_TOPICS = ("compound", "debugger", "formatstrings", "specialnames", "string-methods")
+
+
+class TopicClassification:
+    """A real text-classification task from the bundled corpus: which of Python's help topics
+    (compound statements, the debugger, format strings, special method names, string methods) a
+    snippet of bytes comes from. Each topic's text is split: the first 80% gives training snippets,
+    the rest test snippets, so no test byte is ever trained on."""
+
+    def __init__(self, topics=CLASS_TOPICS, test_fraction=0.2):
+        from pydoc_data.topics import topics as all_topics
+        unknown = [t for t in topics if t not in all_topics]
+        if unknown or len(topics) < 2:
+            raise ValueError(f"need >= 2 topics of pydoc_data.topics, unknown: {unknown}")
+        self.classes = tuple(topics)
+        self.train, self.test = [], []
+        for t in topics:
+            ids = np.frombuffer(all_topics[t].encode("utf-8"), dtype=np.uint8)
+            cut = int(len(ids) * (1 - test_fraction))
+            self.train.append(ids[:cut])
+            self.test.append(ids[cut:])
+
+    @property
+    def n_classes(self):
+        return len(self.classes)
+
+    def max_length(self, split="test"):
+        return min(len(t) for t in (self.test if split == "test" else self.train))
+
+    def sample(self, rng, n, length, split="train"):
+        """x (n, length) int64 snippets, y (n,) class labels, classes balanced in turn."""
+        texts = self.train if split == "train" else self.test
+        if length > self.max_length(split):
+            raise ValueError(f"snippets of {length} bytes do not fit the {split} text of every topic "
+                             f"(at most {self.max_length(split)})")
+        y = np.arange(n) % len(texts)
+        rng.shuffle(y)
+        x = np.empty((n, length), dtype=np.int64)
+        for i, c in enumerate(y):
+            start = rng.integers(0, len(texts[c]) - length + 1)
+            x[i] = texts[c][start:start + length]
+        return x, y
