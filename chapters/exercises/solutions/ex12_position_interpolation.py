@@ -1,0 +1,12 @@
+"""Reference solution of exercise 12: interpolate_positions."""
+import numpy as np
+
+
+def interpolate_positions(positions, T_train, L):
+    """Position Interpolation (Chen et al. 2023), chapter 8: squeeze L positions into the trained range.
+
+    positions: (L,) = 0..L-1. When L > T_train return positions * T_train / L; otherwise unchanged
+    (as floats). RoPE at the squeezed positions equals RoPE with every inv_freq divided by L/T_train.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    return positions * (T_train / L) if L > T_train else positions
