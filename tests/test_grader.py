@@ -34,7 +34,7 @@ def test_grader_fails_every_untouched_stub():
     rc, out = grade()
     assert rc == 1, out
     assert f"0 of {N_EXERCISES} exercises pass" in out
-    assert out.count("not done yet") == N_EXERCISES
+    assert out.count(": not done yet (") == N_EXERCISES
 
 
 def test_grader_fails_a_wrong_answer_and_says_why():
