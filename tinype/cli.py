@@ -90,7 +90,7 @@ def build_parser():
     lab.add_argument("--tasks", default=None,
                      help="also train and test synthetic tasks: comma-separated from passkey, copy, reverse, "
                           "addition, or 'all' (one model per task, encoding and seed)")
-    lab.add_argument("--task-steps", type=_positive_int, help="training steps per task model (default: the preset's)")
+    lab.add_argument("--task-steps", type=_positive_int, help="training steps per task model (default 2000)")
     lab.add_argument("--task-examples", type=_positive_int, default=32,
                      help="test examples per size and passkey depth (default 32)")
     lab.add_argument("--jobs", type=_positive_int, default=1,

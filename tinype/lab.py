@@ -66,7 +66,7 @@ class LabConfig:
     eval_batch: int = 8
     stride: int = None              # sliding-window stride in bytes (None: L/2 at each length L)
     tasks: list = field(default_factory=list)   # synthetic tasks to train and test (tinype.tasks.TASKS)
-    task_steps: int = None          # training steps per task model (None: the preset's)
+    task_steps: int = None          # training steps per task model (None: the task's own, 2000)
     task_examples: int = 32         # test examples per size (and per passkey depth)
     task_factors: list = None       # test sizes as multiples of the longest trained (None: the task's own)
     jobs: int = 1                   # independent trainings/evaluations run in this many processes
@@ -296,8 +296,11 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
             continue
         jobs.append((label, name, model_cfg, replace(train_cfg, seed=seed), corpus, run_dir,
                      progress and not parallel))
-    task_cfg = replace(train_cfg, steps=cfg.task_steps) if cfg.task_steps else train_cfg
+    task_cfgs = {t: replace(train_cfg, steps=cfg.task_steps or get_task(t).steps,
+                            warmup=min(train_cfg.warmup, (cfg.task_steps or get_task(t).steps) // 10))
+                 for t in cfg.tasks}
     for task in cfg.tasks:
+        task_cfg = task_cfgs[task]
         for name, seed in sorted({(trained_name(pe), s) for pe in cfg.pes for s in cfg.seeds}):
             run_dir = os.path.join(cfg.out, "tasks", task, f"{name}-s{seed}")
             label = f"{task} {name} seed {seed}"
@@ -341,7 +344,7 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
     results = {"config": asdict(cfg), "model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
                "corpus": corpus.name, "corpus_sha256": corpus.sha256, "T_train": T,
                "protocols": protocols(cfg.stride), "records": records, "task_records": task_records,
-               "task_train": task_cfg.to_dict() if cfg.tasks else None, "wall_seconds": time.time() - t0}
+               "task_train": {t: c.to_dict() for t, c in task_cfgs.items()}, "wall_seconds": time.time() - t0}
     write_json(os.path.join(cfg.out, "results.json"), results)
     _write_csv(os.path.join(cfg.out, "results.csv"), records)
     summary = summarize(results)

@@ -11,6 +11,11 @@ def _pyplot():
     return plt
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (what the chapters draw with)."""
+    return _pyplot()
+
+
 def lab_figures(results, out):
     """ppl_vs_length.png (log-log, one line per encoding) and position_loss.png (at the longest L)."""
     from .lab import table

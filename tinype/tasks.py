@@ -28,6 +28,7 @@ class Task:
     """A family of (prompt, answer) examples indexed by an integer size."""
     name = None
     smallest = 1
+    steps = 2000                          # training steps the quick model needs to learn it at T_train
 
     def example(self, rng, size, depth=None):
         """(prompt, answer) as bytes. depth is used by passkey only."""
