@@ -38,10 +38,12 @@ class Task:
         """Bytes in prompt + answer for this size (the model reads length - 1 of them)."""
         raise NotImplementedError
 
+    cap = None                            # the largest training size even when more would fit
+
     def largest(self, T):
-        """The largest size whose example fits a window of T inputs."""
+        """The largest training size: the largest whose example fits a window of T inputs, at most cap."""
         size = self.smallest
-        while self.length(size + 1) - 1 <= T:
+        while self.length(size + 1) - 1 <= T and (self.cap is None or size < self.cap):
             size += 1
         if self.length(size) - 1 > T:
             raise ValueError(f"{self.name}: no example fits a window of {T} bytes")
@@ -59,6 +61,7 @@ class Task:
 
 class Copy(Task):
     name = "copy"
+    cap = 10                              # a 2-layer, width-64 model learns 10 letters in 2000 steps
 
     def _letters(self, rng, size):
         return LETTERS[rng.integers(0, len(LETTERS), size)].tobytes()
@@ -81,6 +84,7 @@ class Reverse(Copy):
 
 class Addition(Task):
     name = "addition"
+    cap = 5
 
     def example(self, rng, size, depth=None):
         a = rng.integers(0, 10, size)

@@ -1,0 +1,35 @@
+"""The chapters are scripts, run by hand or all at once by `bash .ci/chapters` (each takes 1-3 minutes, too long for
+this suite). Here: all nine exist, compile, are notebooks in percent format, give the articles'
+section titles, save figures, and use only tinype's public modules."""
+import ast
+import glob
+import os
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TITLES = ["背景介绍", "核心概念与联系", "核心算法原理具体操作步骤", "数学模型和公式详细讲解举例说明",
+          "项目实践：代码实例和详细解释说明", "实际应用场景", "工具和资源推荐", "总结：未来发展趋势与挑战",
+          "附录：常见问题与解答"]
+
+
+def chapters():
+    return sorted(glob.glob(os.path.join(ROOT, "chapters", "ch[1-9]_*.py")))
+
+
+def test_nine_chapters():
+    assert [int(re.search(r"ch(\d)_", p).group(1)) for p in chapters()] == list(range(1, 10))
+
+
+@pytest.mark.parametrize("n", range(1, 10))
+def test_chapter_compiles_and_is_a_notebook(n):
+    path = chapters()[n - 1]
+    text = open(path, encoding="utf-8").read()
+    tree = ast.parse(text)
+    assert text.startswith("# %% [markdown]") and text.count("# %%") >= 3
+    assert TITLES[n - 1] in text.splitlines()[1], "the heading gives the articles' section title"
+    assert f'figure_dir("ch{n}")' in text and ("savefig(" in text or "run_lab(" in text)
+    imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= {"numpy", "tinype", "common", "json", "os", "tempfile", "time", "dataclasses", "torch"}
