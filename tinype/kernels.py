@@ -95,6 +95,10 @@ def _check_attention_inputs(q, k, v, bias, logit_scale, causal):
             raise ValueError("a one-sided (H, T) bias table needs causal=True; pass (H, 2T-1) otherwise")
     if logit_scale is not None and np.shape(logit_scale) != (T,):
         raise ValueError(f"logit_scale must be (T,)=({T},), got {np.shape(logit_scale)}")
+    for name, a in (("q", q), ("k", k), ("v", v), ("bias", bias), ("logit_scale", logit_scale)):
+        if a is not None and not np.isfinite(a).all():           # O(T D): nothing next to O(T^2 D)
+            raise ValueError(f"attention input {name} holds NaN or inf; the layer before it diverged "
+                             f"(a lower learning rate usually helps)")
 
 
 def attention_forward(q, k, v, scale, causal=True, bias=None, logit_scale=None):

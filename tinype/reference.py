@@ -21,6 +21,9 @@ def sinusoidal_table(positions, dim, base=10000.0):
     positions: (N,) float32 or float64. Returns (N, dim) in the dtype of `positions`.
     Angles are formed in float64 whatever the dtype (a float32 angle at p = 4096 is off by ~1e-3).
     """
+    positions = np.asarray(positions)
+    if positions.dtype != np.float32:                         # integer positions give a float64 table
+        positions = positions.astype(np.float64)
     i2 = np.arange(0, dim, 2, dtype=np.float64)               # the even channel indices 2i
     inv_freq = base ** (-i2 / dim)                            # (ceil(dim/2),)
     angles = positions.astype(np.float64)[:, None] * inv_freq  # (N, ceil(dim/2))
