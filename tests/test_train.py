@@ -177,3 +177,15 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(corpus, tmp_
     assert "loss became nan at step 5" in msg and "ckpt.npz" in msg and "--lr 0.0015" in msg
     _, meta = load_checkpoint(os.path.join(out, "ckpt.npz"))
     assert meta["step"] == 4                                          # the last good checkpoint, untouched
+
+
+def test_cli_rejects_impossible_shapes_before_any_work(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["train", "--d-model", "60", "--n-head", "8", "--out", str(out)]) == 1
+    assert "not divisible by n_head=8" in capsys.readouterr().err
+    assert main(["train", "--pe", "rope", "--d-model", "12", "--n-head", "4", "--out", str(out)]) == 1
+    assert "even head dimension" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--context", "0"])
+    assert ">= 1" in capsys.readouterr().err
+    assert not out.exists()

@@ -60,6 +60,10 @@ def build_parser():
     t.add_argument("--out", default=None, help="run folder (default runs/<preset>-<pe>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--text", default=None, help="train on this UTF-8 text file instead of the bundled corpus")
+    t.add_argument("--n-layer", type=_positive_int, help="override the preset's number of layers")
+    t.add_argument("--d-model", type=_positive_int, help="override the preset's model width")
+    t.add_argument("--n-head", type=_positive_int, help="override the preset's number of heads")
+    t.add_argument("--context", type=_positive_int, help="override the preset's training context T_train")
     t.add_argument("--steps", type=_positive_int, help="override the preset's number of steps")
     t.add_argument("--lr", type=_positive_float, help="override the preset's peak learning rate")
     t.add_argument("--batch-size", type=_positive_int, help="override the preset's batch size")
@@ -110,7 +114,9 @@ def cmd_train(args):
     from .data import Corpus
     from .train import train
 
-    model_cfg, train_cfg = preset(args.preset, pe=args.pe)
+    shape = {k: v for k, v in (("n_layer", args.n_layer), ("d_model", args.d_model), ("n_head", args.n_head),
+                               ("T_train", args.context)) if v is not None}
+    model_cfg, train_cfg = preset(args.preset, pe=args.pe, **shape)       # impossible shapes fail here
     overrides = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("batch_size", args.batch_size),
                                    ("seed", args.seed), ("eval_every", args.eval_every),
                                    ("ckpt_every", args.ckpt_every)) if v is not None}

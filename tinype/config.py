@@ -35,7 +35,8 @@ class ModelConfig:
         if not isinstance(self.pe_options, dict):
             raise TypeError(f"pe_options must be a dict, got {type(self.pe_options).__name__}")
         from . import positions  # here, not at import time: positions imports kernels only
-        positions.get(self.pe, **self.pe_options)             # fails early on an unknown name/option
+        pe = positions.get(self.pe, **self.pe_options)        # fails early on an unknown name/option
+        pe.setup(self)                                        # ... and on dimensions it cannot use
 
     @property
     def head_dim(self):
