@@ -32,4 +32,4 @@ def test_chapter_compiles_and_is_a_notebook(n):
     assert f'figure_dir("ch{n}")' in text and ("savefig(" in text or "run_lab(" in text)
     imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"numpy", "tinype", "common", "json", "os", "tempfile", "time", "dataclasses", "torch"}
+    assert imported <= {"numpy", "tinype", "common", "json", "os", "re", "tempfile", "time", "dataclasses", "torch"}
