@@ -13,9 +13,8 @@
 # except for the PE, trained at T_train = 64 and evaluated at 64, 128, ..., 1024 bytes.
 
 # %%
-import numpy as np
 
-from common import check, done, figure_dir, fmt, heading, ppl, pyplot, quick_lm, savefig, say
+from common import check, done, figure_dir, fmt, heading, plot_lengths, ppl, pyplot, quick_lm, savefig, say
 
 FIG = figure_dir("ch1")
 heading("1.1 The problem: train short, test long")
@@ -51,17 +50,7 @@ check("ALiBi stays within 25% of its in-distribution perplexity at 16x", ali[-1]
 
 plt = pyplot()
 fig, ax = plt.subplots(figsize=(6.5, 4))
-for pe, row in table.items():
-    xs = [L for L, v in zip(lengths, row) if v is not None]
-    ax.plot(xs, [v for v in row if v is not None], marker="o", label=pe)
-ax.axvline(64, color="gray", linestyle="--")
-ax.text(66, ax.get_ylim()[1] * 0.9, "T_train", color="gray")
-ax.set_xscale("log", base=2)
-ax.set_yscale("log")
-ax.set_xlabel("evaluation length (bytes)")
-ax.set_ylabel("perplexity")
-ax.set_title("Same model, same data, three positional encodings")
-ax.legend()
+plot_lengths(ax, lengths, table, "Same model, same data, three positional encodings")
 savefig(fig, FIG, "ppl_vs_length.png")
 
 say("""The rest of the course explains why: chapter 2 defines the pieces, chapter 3 the training steps,

@@ -14,7 +14,6 @@
 # %%
 import numpy as np
 
-import tinype
 from tinype import positions
 from tinype.layers import cross_entropy_backward, cross_entropy_forward
 from common import check, done, figure_dir, fmt, heading, ppl, pyplot, quick_lm, savefig, say

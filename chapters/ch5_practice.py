@@ -19,7 +19,7 @@ import tinype
 from tinype import positions
 from tinype.classify import LSTMClassifier, TransformerClassifier, accuracy, fit
 from tinype.tasks import TopicClassification
-from common import check, corpus, done, figure_dir, fmt, heading, ppl, pyplot, quick_lm, savefig, say
+from common import check, done, figure_dir, fmt, heading, plot_lengths, ppl, pyplot, quick_lm, savefig, say
 
 FIG = figure_dir("ch5")
 heading("5.1 Article 000's snippet as written")
@@ -151,14 +151,6 @@ a1.barh(list(results), [100 * v for v in results.values()])
 a1.axvline(100 / task.n_classes, color="gray", linestyle="--")
 a1.set_xlabel("test accuracy (%), chance dashed")
 a1.set_title("Topic classification, 64-byte snippets")
-for pe, row in rows.items():
-    a2.plot(lengths, row, marker="o", label=pe, linestyle="--" if "logn" in pe else "-")
-a2.axvline(64, color="gray", linestyle=":")
-a2.set_xscale("log", base=2)
-a2.set_yscale("log")
-a2.set_xlabel("evaluation length (bytes)")
-a2.set_ylabel("perplexity")
-a2.set_title("Article 002's log(n + 1), both readings")
-a2.legend(fontsize=8)
+plot_lengths(a2, lengths, rows, "Article 002's log(n + 1), both readings")
 savefig(fig, FIG, "classifiers_and_log_claim.png")
 done()

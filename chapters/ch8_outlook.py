@@ -10,7 +10,6 @@
 # %%
 import json
 import os
-import tempfile
 
 import numpy as np
 

@@ -11,7 +11,7 @@ import numpy as np
 
 import tinype
 from tinype.classify import TransformerClassifier, accuracy, fit
-from common import check, corpus, done, figure_dir, fmt, heading, ppl, pyplot, quick_lm, savefig, say
+from common import check, corpus, done, figure_dir, fmt, heading, plot_lengths, ppl, pyplot, quick_lm, savefig, say
 
 FIG = figure_dir("ch9")
 heading("Q1 / Q5. What does the PE add, and why does a Transformer need one?")
@@ -78,15 +78,6 @@ a1.bar(list(order_acc), [100 * v for v in order_acc.values()])
 a1.axhline(50, color="gray", linestyle="--")
 a1.set_ylabel("accuracy (%)")
 a1.set_title("Q1/Q5: an order question, bidirectional model")
-for pe, row in rows.items():
-    xs = [L for L, v in zip(lengths, row) if v is not None]
-    a2.plot(xs, [v for v in row if v is not None], marker="o", label=pe)
-a2.axvline(64, color="gray", linestyle=":")
-a2.set_xscale("log", base=2)
-a2.set_yscale("log")
-a2.set_xlabel("evaluation length (bytes)")
-a2.set_ylabel("perplexity")
-a2.set_title("Q3/Q4/Q6/Q7: train at 64, test to 2048")
-a2.legend(fontsize=8)
+plot_lengths(a2, lengths, rows, "Q3/Q4/Q6/Q7: train at 64, test to 2048")
 savefig(fig, FIG, "faq.png")
 done()

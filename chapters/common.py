@@ -8,7 +8,6 @@ import textwrap
 import time
 from dataclasses import replace
 
-import numpy as np
 
 import tinype
 from tinype.plots import pyplot
@@ -83,6 +82,21 @@ def ppl(model, L, max_bytes=16384, data=None):
         return None
     data = corpus().val if data is None else data
     return tinype.evaluate_lm(model, data, L, batch_size=4, max_windows=max(1, max_bytes // L))["ppl"]
+
+
+def plot_lengths(ax, lengths, rows, title, T_train=64):
+    """Perplexity vs evaluation length, one line per encoding (None: cannot run there, not drawn)."""
+    for pe, row in rows.items():
+        xs = [L for L, v in zip(lengths, row) if v is not None]
+        ax.plot(xs, [v for v in row if v is not None], marker="o", label=pe,
+                linestyle="--" if "logn" in pe else "-")
+    ax.axvline(T_train, color="gray", linestyle=":")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"evaluation length (bytes; T_train = {T_train} dotted)")
+    ax.set_ylabel("perplexity")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
 
 
 def fmt(v):
