@@ -143,7 +143,8 @@ def _train_job(job):
     if _finished(run_dir, train_cfg.steps):
         return label, "skipped"
     train(replace(model_cfg, pe=name), train_cfg, source, out=run_dir, resume=True,
-          progress=progress, log=lambda msg: print(f"lab: {label}: {msg}", flush=True))
+          progress=progress, log=lambda msg: None if msg.startswith("no checkpoint") else
+          print(f"lab: {label}: {msg}", flush=True))
     return label, "trained"
 
 
