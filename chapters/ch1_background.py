@@ -13,8 +13,9 @@
 # except for the PE, trained at T_train = 64 and evaluated at 64, 128, ..., 1024 bytes.
 
 # %%
+import numpy as np
 
-from common import check, done, figure_dir, fmt, heading, plot_lengths, ppl, pyplot, quick_lm, savefig, say
+from common import check, corpus, done, figure_dir, fmt, heading, plot_lengths, ppl, pyplot, quick_lm, savefig, say
 
 FIG = figure_dir("ch1")
 heading("1.1 The problem: train short, test long")
@@ -52,6 +53,29 @@ plt = pyplot()
 fig, ax = plt.subplots(figsize=(6.5, 4))
 plot_lengths(ax, lengths, table, "Same model, same data, three positional encodings")
 savefig(fig, FIG, "ppl_vs_length.png")
+
+# %% [markdown]
+# Where the difference comes from, in a picture: the attention of the last layer (mean over heads)
+# on one 256-byte window of held-out text. Inside the first 64 positions both models attend as
+# trained; past them, the sinusoidal model's attention loses its structure while ALiBi's stays on
+# the recent bytes, exactly as at training length.
+
+# %%
+heading("1.3 Attention maps at and beyond the training length")
+window = corpus().val[:256].astype("int64")[None]
+fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+for ax, pe in zip(axes, ["sinusoidal", "alibi"]):
+    att = models[pe].attention_maps(window)[-1, 0].mean(axis=0)          # (T, T), last layer
+    ax.imshow(att ** 0.5, cmap="magma", interpolation="nearest")          # sqrt: faint weights visible
+    for line in (ax.axhline, ax.axvline):
+        line(63.5, color="cyan", linewidth=0.8)
+    ax.set_title(f"{pe}: last layer, mean over heads (T_train = 64, cyan)")
+    ax.set_xlabel("key position j")
+    ax.set_ylabel("query position i")
+    far = att[192:, :]
+    span = (far * (np.arange(192, 256)[:, None] - np.arange(256)[None, :])).sum(axis=1).mean()
+    print(f"  {pe:10s} mean attention distance of queries 192..255: {span:.1f} bytes")
+savefig(fig, FIG, "attention_maps.png")
 
 say("""The rest of the course explains why: chapter 2 defines the pieces, chapter 3 the training steps,
 chapter 4 the formulas, and chapters 5 to 9 run the articles' own systems and questions. The full,

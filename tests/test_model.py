@@ -122,3 +122,19 @@ def test_sinusoidal_scale_option():
     t1 = m1.pe.table(np.arange(4.0))
     t2 = m2.pe.table(np.arange(4.0))
     np.testing.assert_allclose(t1 * np.sqrt(16), t2)
+
+
+def test_attention_maps_are_the_kernels_probabilities():
+    """Rows sum to 1, the causal mask is respected, and p @ v reproduces the layer-0 kernel output."""
+    import tinype.reference as ref
+    for pe in ("alibi", "rope", "nope"):
+        model = Transformer(ModelConfig(n_layer=2, d_model=16, n_head=2, T_train=8, pe=pe, dtype="float64"))
+        idx = np.random.default_rng(0).integers(0, 256, (2, 8))
+        maps = model.attention_maps(idx)
+        assert maps.shape == (2, 2, 2, 8, 8)
+        np.testing.assert_allclose(maps.sum(axis=-1), 1.0, rtol=1e-12)
+        assert np.all(np.triu(maps[0, 0, 0], 1) == 0)
+        _, cache = model._trunk(idx)
+        a = cache.blocks[0].attn
+        np.testing.assert_allclose(maps[0] @ a.v, a.y, rtol=1e-10, atol=1e-12)
+        assert ref.attention_logits is not None

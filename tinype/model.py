@@ -19,6 +19,7 @@ import numpy as np
 from . import positions as pe_registry
 from .attention import PEContext, self_attention_backward, self_attention_forward
 from .config import ModelConfig
+from .reference import attention_logits
 from .layers import (cross_entropy_backward, cross_entropy_forward, embedding_backward,
                      embedding_forward, layernorm_backward, layernorm_forward, mlp_backward,
                      mlp_forward)
@@ -175,6 +176,21 @@ class Transformer:
         """Shared forward. Returns logits (B, T, V) and the cache (ce left None)."""
         hf, cache = self._trunk(idx, pos, train, rng)
         return hf @ self.params["wte"].T, cache                          # (B, T, V) tied lm_head
+
+    def attention_maps(self, idx):
+        """Attention probabilities (n_layer, B, H, T, T) for token ids idx (B, T), rebuilt from the
+        kernel's row log-sum-exp. Dense T x T per head: for pictures of short windows, not for long
+        evaluation."""
+        idx = self._check_idx(idx)
+        _, cache = self._trunk(idx)
+        ctx, scale = cache.ctx, 1.0 / np.sqrt(self.config.head_dim)
+        maps = []
+        for block in cache.blocks:
+            a = block.attn
+            with np.errstate(under="ignore"):
+                s = attention_logits(a.q, a.k, scale, ctx.causal, ctx.bias, ctx.logit_scale)
+                maps.append(np.exp(s - a.lse[..., None]))              # masked logits are -inf: 0
+        return np.stack(maps)
 
     def features(self, idx, positions=None, train=False, rng=None):
         """The final normalised activations (B, T, C) that the lm_head reads (a classifier reads them

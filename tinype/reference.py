@@ -217,3 +217,6 @@ def apply_rotary(x, cos, sin, interleaved=False):
     else:
         out[..., :half], out[..., half:] = ya, yb
     return out
+
+
+attention_logits = _logits          # public name: the model's attention_maps() rebuilds p from it
