@@ -3,6 +3,7 @@
 Only tinype's public API is used here, as in the chapters themselves.
 """
 import os
+import re
 import sys
 import textwrap
 import time
@@ -26,8 +27,10 @@ def figure_dir(chapter):
 
 
 def say(text):
-    """Print a paragraph of the chapter's explanation, wrapped."""
-    print(textwrap.fill(textwrap.dedent(text).strip(), width=100))
+    """Print the chapter's explanation, wrapped; a blank line or a line starting "1. " starts a paragraph."""
+    paragraphs = re.split(r"\n\s*\n|\n(?=\d+\. )", textwrap.dedent(text).strip())
+    for p in paragraphs:
+        print(textwrap.fill(" ".join(p.split()), width=100))
     print()
 
 
