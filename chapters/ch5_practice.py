@@ -119,7 +119,8 @@ check("the repaired function returns (seq_len, d_model) for any seq_len", table.
 # %%
 heading("5.5 Testing the log(n + 1) claim of 002 §4 and §9")
 say("""Claim: the log encoding keeps quality on inputs longer than the training length. Same model,
-same data, same budget (250 steps; ALiBi reuses the 300-step model of 5.3); only the encoding differs. Reading 2 needs no retraining: log-n scaling is
+same data, same budget (250 steps; ALiBi reuses the 300-step model of 5.3); only the encoding
+differs. Reading 2 needs no retraining: log-n scaling is
 exactly 1 inside T_train, so it is applied to the trained RoPE and ALiBi models at evaluation time.""")
 lengths = [64, 128, 256, 512, 1024]
 rows = {}
