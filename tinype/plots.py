@@ -110,7 +110,7 @@ def task_figures(results, out):
         depths = sorted({float(d) for r in pk for cell in r["accuracy"].values() if cell for d in cell})
         cols = min(4, len(pes))
         rows = -(-len(pes) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.9 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.1 * rows), squeeze=False, layout="constrained")
         for ax in axes.ravel()[len(pes):]:
             ax.axis("off")
         for ax, pe in zip(axes.ravel(), pes):
