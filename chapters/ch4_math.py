@@ -38,7 +38,7 @@ w = 10000.0 ** (-np.arange(0, d, 2) / d)
 R = np.zeros((d, d))
 for j, wj in enumerate(w):
     c, s = np.cos(k * wj), np.sin(k * wj)
-    R[2 * j:2 * j + 2, 2 * j:2 * j + 2] = [[c, s], [-s, c]]
+    R[2 * j:2 * j + 2, 2 * j:2 * j + 2] = [[c, -s], [s, c]]    # [sin, cos](a + b) = [sin a, cos a] @ R
 check(f"PE[p + {k}] = PE[p] @ R_{k} for every p", np.allclose(table[:-k] @ R, table[k:], atol=1e-10))
 
 # %%
