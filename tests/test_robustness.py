@@ -161,3 +161,42 @@ def test_model_forward_and_loss_on_arbitrary_ids(pe, idx, as_float):
     assert logits.shape == arr.shape + (256,) and np.isfinite(logits).all()
     loss = model.loss(arr, np.zeros_like(arr))
     assert np.isfinite(loss)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), name=st.sampled_from(["apply_rope", "rope_inv_freq", "t5_relative_bucket", "alibi_slopes",
+                                             "get", "generate"]))
+def test_public_position_functions_and_generate(data, name):
+    """The positions API and generate() with odd arguments: a finite result or a clear error."""
+    from tinype import generate, positions
+    try:
+        with np.errstate(all="ignore"):
+            if name == "apply_rope":
+                D = data.draw(st.integers(1, 9))
+                x = data.draw(arrays((2, data.draw(st.integers(1, 5)), D), [np.float32, np.float64]))
+                out = positions.apply_rope(x, np.arange(x.shape[-2]), positions.rope_inv_freq(D)[0])
+                assert out.shape == x.shape
+            elif name == "rope_inv_freq":
+                kind = data.draw(st.sampled_from(["linear", "ntk", "dynamic", "yarn", "llama3", "bogus"]))
+                factor = data.draw(st.sampled_from([4.0, 1.0, 0.0, -2.0, np.nan]))
+                inv, att = positions.rope_inv_freq(data.draw(st.integers(0, 66)), 10000.0,
+                                                   {"rope_type": kind, "factor": factor,
+                                                    "original_max_position_embeddings": 64}, seq_len=256)
+                assert np.isfinite(inv).all() and np.isfinite(att)
+            elif name == "t5_relative_bucket":
+                rel = np.asarray(data.draw(st.lists(st.integers(-10 ** 6, 10 ** 6), max_size=20)), dtype=np.int64)
+                b = positions.t5_relative_bucket(rel, data.draw(st.booleans()))
+                assert b.shape == rel.shape and (b >= 0).all() and (b < 32).all()
+            elif name == "alibi_slopes":
+                n = data.draw(st.integers(-2, 70))
+                assert np.all(positions.alibi_slopes(n) > 0)
+            elif name == "get":
+                positions.get(data.draw(st.sampled_from(["rope", "ROPE ", "rope+alibi", "", "x+", "t5+logn"])))
+            else:
+                model = Transformer(ModelConfig(n_layer=1, d_model=8, n_head=2, T_train=8, pe="alibi"), seed=0)
+                text = generate(model, data.draw(st.text(max_size=5)), data.draw(st.integers(-1, 4)),
+                                data.draw(st.sampled_from([0.0, 0.8, -1.0, np.inf])),
+                                data.draw(st.sampled_from([None, 1, 0, 300])))
+                assert isinstance(text, str)
+    except (ValueError, TypeError) as err:
+        assert str(err)
