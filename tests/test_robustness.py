@@ -65,7 +65,8 @@ def rtol_of(*arrays_):
     return 1e-9 if all(getattr(a, "dtype", np.float64) == np.float64 for a in arrays_) else 2e-3
 
 
-common = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same cases on every run, so the suite stays deterministic
+common = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 @common
@@ -118,7 +119,7 @@ def test_sinusoidal_table(data, N, dim):
                  1e-6)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(data=st.data(), T=st.integers(1, 9), D=st.integers(1, 5), causal=st.booleans(),
        with_bias=st.booleans(), with_scale=st.booleans())
 def test_attention(data, T, D, causal, with_bias, with_scale):
@@ -142,7 +143,7 @@ def test_attention(data, T, D, causal, with_bias, with_scale):
                      rtol_of(q, k, v) * 10)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, derandomize=True)
 @given(pe=st.sampled_from(["learned", "rope", "alibi", "t5", "kerple_log", "sinusoidal", "fire"]),
        idx=st.lists(st.lists(st.integers(-3, 300), min_size=1, max_size=10), min_size=1, max_size=3),
        as_float=st.booleans())
@@ -163,7 +164,7 @@ def test_model_forward_and_loss_on_arbitrary_ids(pe, idx, as_float):
     assert np.isfinite(loss)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(data=st.data(), name=st.sampled_from(["apply_rope", "rope_inv_freq", "t5_relative_bucket", "alibi_slopes",
                                              "get", "generate"]))
 def test_public_position_functions_and_generate(data, name):

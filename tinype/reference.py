@@ -152,11 +152,14 @@ def gelu_backward(dout, x, t):
 
 def layernorm_forward(x, w, b, eps=1e-5):
     """x: (N, C). out = xhat * w + b, xhat = (x - mean) * rstd, rstd = 1/sqrt(var + eps) (biased var).
-    Returns out (N, C), xhat (N, C), rstd (N,)."""
-    mean = x.mean(axis=-1, keepdims=True)
-    xc = x - mean
-    rstd = 1.0 / np.sqrt(np.mean(xc * xc, axis=-1, keepdims=True) + eps)
-    xhat = xc * rstd
+    Returns out (N, C), xhat (N, C), rstd (N,).
+    The mean and variance are accumulated in float64 whatever the dtype (x^2 of a float32 1e20
+    would overflow), then rounded to x's dtype, as the compiled kernel does."""
+    x64 = x.astype(np.float64)
+    mean64 = x64.mean(axis=-1, keepdims=True)
+    var64 = np.mean((x64 - mean64) ** 2, axis=-1, keepdims=True)
+    mean, rstd = mean64.astype(x.dtype), (1.0 / np.sqrt(var64 + eps)).astype(x.dtype)
+    xhat = (x - mean) * rstd
     return xhat * w + b, xhat, rstd[:, 0]
 
 
