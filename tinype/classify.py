@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .layers import cross_entropy_backward, cross_entropy_forward
+from .layers import cross_entropy_backward, cross_entropy_forward, embedding_backward, embedding_forward
 from .model import Transformer
 from .optim import AdamW, clip_grad_norm, lr_at
 
@@ -126,7 +126,7 @@ class LSTMClassifier:
     def logits(self, idx, mask=None):
         p = self.params
         idx = np.asarray(idx)
-        x = p["emb"][idx]                                                # (B, T, E)
+        x, emb = embedding_forward(idx, p["emb"])                        # (B, T, E)
         if self.pe_table is not None:
             if idx.shape[1] > len(self.pe_table):
                 raise ValueError(f"sequence of {idx.shape[1]} exceeds the PE table ({len(self.pe_table)})")
@@ -134,7 +134,7 @@ class LSTMClassifier:
         h, lstm = lstm_forward(x, p["lstm.wx"], p["lstm.wh"], p["lstm.b"], mask)
         a = h @ p["fc1.w"] + p["fc1.b"]
         r = np.maximum(a, 0)
-        self._cache = (idx, lstm, h, a, r)
+        self._cache = (emb, lstm, h, a, r)
         return r @ p["fc2.w"] + p["fc2.b"]
 
     def loss(self, idx, labels, mask=None):
@@ -145,15 +145,13 @@ class LSTMClassifier:
 
     def backward(self):
         p = self.params
-        idx, lstm, h, a, r = self._cache
+        emb, lstm, h, a, r = self._cache
         dz = cross_entropy_backward(1.0, self._ce)                      # (B, C)
         g = {"fc2.w": r.T @ dz, "fc2.b": dz.sum(axis=0)}
         da = (dz @ p["fc2.w"].T) * (a > 0)                               # relu
         g["fc1.w"], g["fc1.b"] = h.T @ da, da.sum(axis=0)
         dx, g["lstm.wx"], g["lstm.wh"], g["lstm.b"] = lstm_backward(da @ p["fc1.w"].T, lstm)
-        demb = np.zeros_like(p["emb"])
-        np.add.at(demb, idx.ravel(), dx.reshape(-1, dx.shape[-1]))
-        g["emb"] = demb
+        g["emb"] = embedding_backward(dx, emb)
         self.grads = {k: g[k] for k in p}
         return self.grads
 
