@@ -150,6 +150,55 @@ cdef inline void _row_logits(floating* srow, Py_ssize_t ncol, floating a, const 
             srow[c] += bias[diag - c]
 
 
+cdef inline floating _row_max(const floating* x, Py_ssize_t n) noexcept nogil:
+    """max(x[0:n]) (-inf for n = 0), as 8 running maxima: one serial max is a chain of dependent
+    instructions (gcc keeps NaN-aware max reductions in order), eight independent ones vectorise."""
+    cdef floating lanes[8]
+    cdef floating best = -INFINITY
+    cdef Py_ssize_t c, j
+    for j in range(8):
+        lanes[j] = -INFINITY
+    for c in range(n // 8):
+        for j in range(8):
+            lanes[j] = max(lanes[j], x[c * 8 + j])
+    for j in range(8):
+        best = max(best, lanes[j])
+    for c in range(n - n % 8, n):
+        best = max(best, x[c])
+    return best
+
+
+cdef inline floating _row_weights(floating* srow, Py_ssize_t ncol, Py_ssize_t nk, floating shift) noexcept nogil:
+    """srow[c] = exp(srow[c] - shift) for the ncol visible keys and 0 for the masked rest of the
+    tile's nk (they weigh nothing in P V); returns the sum of the weights.
+
+    The exponent is floored at -87 (float32; -700 in float64): libmvec's vector exp handles an
+    underflowing lane by a scalar call, and a distance bias such as ALiBi's makes most far-away
+    logits underflow (~15% of the backward went there). A weight of 1.6e-38 instead of 0, beside
+    the row's largest weight 1, changes nothing measurable. The floor is its own loop: within one
+    expression gcc rewrites exp(max(x, a)) into x > a ? exp(x) : exp(a), calling exp on x anyway."""
+    cdef Py_ssize_t c
+    cdef floating total = 0
+    cdef floating low = -87 if floating is float else -700
+    for c in range(ncol):
+        srow[c] = max(srow[c] - shift, low)
+    for c in range(ncol):
+        srow[c] = _exp(srow[c])
+        total += srow[c]
+    for c in range(ncol, nk):
+        srow[c] = 0
+    return total
+
+
+cdef inline void _add_diagonals(floating* dg, const floating* dsrow, Py_ssize_t e0, Py_ssize_t ncol) noexcept nogil:
+    """dg[e0 - c] += dsrow[c] for c < ncol: a row's share of the tile's sums along diagonals i - j.
+    Written with dg indexed forwards: gcc vectorises it so (a reversed store does not)."""
+    cdef const floating* src = dsrow + e0
+    cdef Py_ssize_t e
+    for e in range(e0 - ncol + 1, e0 + 1):
+        dg[e] += src[-e]
+
+
 cdef void _attn_fwd_tile(const floating* q, const floating* kt, const floating* v, floating* out,
                          floating* lse, Py_ssize_t T, Py_ssize_t D, Py_ssize_t qs, floating scale,
                          bint causal, const floating* bias, Py_ssize_t offset, const floating* mult) noexcept nogil:
@@ -160,7 +209,7 @@ cdef void _attn_fwd_tile(const floating* q, const floating* kt, const floating* 
     cdef floating* m = <floating*>malloc(BQ * sizeof(floating))
     cdef floating* l = <floating*>malloc(BQ * sizeof(floating))
     cdef Py_ssize_t kb, ks, nk, r, i, c, d, ncol
-    cdef floating rowmax, m_new, corr, psum, inv
+    cdef floating m_new, corr, psum, inv
     cdef floating* srow
     for r in range(nq):
         m[r] = -INFINITY
@@ -177,21 +226,13 @@ cdef void _attn_fwd_tile(const floating* q, const floating* kt, const floating* 
             srow = s + r * BK
             ncol = _visible(i, ks, nk, causal)
             _row_logits(srow, ncol, mult[i] if mult != NULL else 1, bias, offset + i - ks)
-            rowmax = -INFINITY
-            for c in range(ncol):
-                rowmax = max(rowmax, srow[c])
-            m_new = max(m[r], rowmax)
+            m_new = max(m[r], _row_max(srow, ncol))
             if m_new == -INFINITY:                     # nothing visible yet: the row stays empty
                 memset(srow, 0, nk * sizeof(floating))
                 continue
             # rescale what this row gathered so far to the new max (exp(-inf) = 0 at the start)
             corr = _exp(m[r] - m_new)
-            psum = 0
-            for c in range(ncol):
-                srow[c] = _exp(srow[c] - m_new)
-                psum += srow[c]
-            for c in range(ncol, nk):                  # masked keys weigh nothing in P V
-                srow[c] = 0
+            psum = _row_weights(srow, ncol, nk, m_new)
             l[r] = l[r] * corr + psum
             m[r] = m_new
             if corr != 1:
@@ -213,13 +254,14 @@ cdef void _attn_fwd_tile(const floating* q, const floating* kt, const floating* 
 
 cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* v, const floating* kt,
                          const floating* vt, const floating* out, const floating* lse, const floating* dout,
-                         floating* dq, floating* dk, floating* dv, double* dbias, Py_ssize_t T, Py_ssize_t D,
-                         floating scale, bint causal, const floating* bias, Py_ssize_t offset,
+                         floating* dq, floating* dk, floating* dv, double* dbias, Py_ssize_t n_table,
+                         Py_ssize_t T, Py_ssize_t D, floating scale, bint causal, const floating* bias, Py_ssize_t offset,
                          const floating* mult) noexcept nogil:
     """dq, dk, dv (and this head's bias-table gradient) of one head, key block by key block."""
     cdef floating* p = <floating*>malloc(BQ * BK * sizeof(floating))
     cdef floating* ds = <floating*>malloc(BQ * BK * sizeof(floating))
     cdef floating* rowdot = <floating*>malloc(T * sizeof(floating))
+    cdef floating* dg = <floating*>malloc((BQ + BK - 1) * sizeof(floating))
     cdef Py_ssize_t kb, ks, nk, qb, qs, nq, r, i, c, d, ncol, diag
     cdef floating acc, a
     cdef floating* prow
@@ -233,6 +275,7 @@ cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* v
     memset(dq, 0, T * D * sizeof(floating))
     memset(dk, 0, T * D * sizeof(floating))
     memset(dv, 0, T * D * sizeof(floating))
+    memset(dg, 0, (BQ + BK - 1) * sizeof(floating))
     for kb in range((T + BK - 1) // BK):
         ks = kb * BK
         nk = min(BK, T - ks)
@@ -247,10 +290,7 @@ cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* v
                 prow = p + r * BK
                 ncol = _visible(i, ks, nk, causal)
                 _row_logits(prow, ncol, mult[i] if mult != NULL else 1, bias, offset + i - ks)
-                for c in range(ncol):
-                    prow[c] = _exp(prow[c] - lse[i])
-                for c in range(ncol, nk):
-                    prow[c] = 0
+                _row_weights(prow, ncol, nk, lse[i])
             # in the forward pass this was: out_i = sum_j p_ij v_j;  so dv_j += p_ij dout_i
             _tile_mm(nk, D, nq, <floating>1, p, 1, BK, dout + qs * D, D, dv + ks * D, D)
             # dp_ij = dout_i . v_j;  ds_ij = p_ij (dp_ij - rowdot_i)
@@ -263,19 +303,24 @@ cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* v
                 for c in range(nk):
                     dsrow[c] = prow[c] * (dsrow[c] - rowdot[i])
                 if dbias != NULL:                      # s_ij = ... + bias[i - j]
-                    diag = offset + i - ks
-                    for c in range(_visible(i, ks, nk, causal)):
-                        dbias[diag - c] += dsrow[c]
+                    _add_diagonals(dg, dsrow, r + BK - 1, _visible(i, ks, nk, causal))
                 if mult != NULL:
                     a = mult[i]
                     for c in range(nk):
                         dsrow[c] *= a
+            if dbias != NULL:
+                # tile diagonal e = r - c + BK - 1 is table entry offset + qs - ks + r - c
+                diag = offset + qs - ks - (BK - 1)
+                for c in range(max(0, -diag), min(BQ + BK - 1, n_table - diag)):
+                    dbias[diag + c] += dg[c]
+                memset(dg, 0, (BQ + BK - 1) * sizeof(floating))
             # s_ij = scale mult_i q_i . k_j + b:  dq_i += scale mult_i ds_ij k_j,  dk_j += scale mult_i ds_ij q_i
             _tile_mm(nq, D, nk, scale, ds, BK, 1, k + ks * D, D, dq + qs * D, D)
             _tile_mm(nk, D, nq, scale, ds, 1, BK, q + qs * D, D, dk + ks * D, D)
     free(p)
     free(ds)
     free(rowdot)
+    free(dg)
 
 
 def _check_attention(q, k, v, bias, logit_scale, causal):
@@ -417,5 +462,5 @@ cdef void _attn_bwd(floating[:, :, :, ::1] dout, floating[:, :, :, ::1] q, float
             h = bh % H
             _attn_bwd_head(&q[b, h, 0, 0], &k[b, h, 0, 0], &v[b, h, 0, 0], &kt[b, h, 0, 0, 0], &vt[b, h, 0, 0, 0],
                            &out[b, h, 0, 0], &lse[b, h, 0], &dout[b, h, 0, 0], &dq[b, h, 0, 0], &dk[b, h, 0, 0],
-                           &dv[b, h, 0, 0], (dbias_p + bh * n_table) if dbias_p != NULL else NULL, T, D,
+                           &dv[b, h, 0, 0], (dbias_p + bh * n_table) if dbias_p != NULL else NULL, n_table, T, D,
                            <floating>scale, causal, (bias_p + h * n_table) if bias_p != NULL else NULL, offset, mult_p)
