@@ -177,7 +177,8 @@ def main():
         torch_ok = True
     except ImportError:
         torch_ok = False
-    print(f"tinype backend {kernels.BACKEND}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
+    print(f"tinype backend {kernels.BACKEND}; attention register tiles {_ext.ATTENTION_REGISTER_TILES}; "
+          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
           f"torch {'%s' % torch.__version__ if torch_ok else 'not installed'}")
     bench_attention([int(t) for t in args.lengths.split(",")], args.numpy_max, args.repeat, torch_ok)
     bench_rope(args.repeat)

@@ -15,7 +15,8 @@
 # - _tile_mm computes float32 products 6 rows x 16 columns at a time with the 12 partial sums held
 #   in AVX registers (gcc's vector types): each loaded row of B feeds 6 fused multiply-adds, which
 #   is what lifts a matrix product from memory speed to arithmetic speed (~4x the plain loop here).
-#   float64 (the gradient checks) and the ragged edges of a tile take the plain loop.
+#   float64 (the gradient checks), the ragged edges of a tile and CPUs without AVX (a
+#   TINYPE_PORTABLE=1 build) take the plain loop.
 # - Causal attention visits only key blocks with j <= i; the diagonal tile masks its upper half.
 # - Forward: one OpenMP task per (batch, head, query tile). Backward: one per (batch, head), so that
 #   dq, dk, dv and the bias-table gradient of a head each have a single writer (no atomics).
@@ -32,9 +33,20 @@ cdef extern from *:
        store through this type may sit at any float address. */
     typedef float tp_f8 __attribute__((vector_size(32), aligned(4)));
     static inline tp_f8 tp_f8_zero(void) { tp_f8 z = {0}; return z; }
+    /* Without AVX (TINYPE_PORTABLE=1 builds, other CPUs) gcc emulates the 256-bit type through
+       memory, 20x slower than the plain loop: the register tile is then left out. */
+    #ifdef __AVX__
+    #define TP_REGISTER_TILES 1
+    #else
+    #define TP_REGISTER_TILES 0
+    #endif
     """
     ctypedef float f8 "tp_f8"
     f8 f8_zero "tp_f8_zero"() nogil
+    const bint REGISTER_TILES "TP_REGISTER_TILES"
+
+# True when this build multiplies float32 tiles in AVX registers (see above); the benchmark prints it.
+ATTENTION_REGISTER_TILES = bool(REGISTER_TILES)
 
 cdef enum:
     BQ = 96          # query rows per tile
@@ -106,7 +118,7 @@ cdef void _tile_mm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, floating alpha, con
     """C[m, n] += alpha * sum_k A[m, k] B[k, n], with A[m, k] = A[m * a_rs + k * a_ks] (a_ks = 1: A
     is row-major; a_rs = 1: A is stored transposed), B row-major with row stride ldb, C with ldc."""
     cdef Py_ssize_t mf = 0, nf = 0, mb, nb
-    if floating is float:
+    if floating is float and REGISTER_TILES:
         mf = M - M % MR
         nf = N - N % NR
         for mb in range(mf // MR):

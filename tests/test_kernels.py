@@ -70,6 +70,115 @@ def test_switch_accepts_lists_and_ints():
         kernels.sinusoidal_table(np.array(["a"]), 4)
 
 
+def test_every_kernel_has_both_twins():
+    # the compiled module and the NumPy specification list the same kernels (two helpers are
+    # reference-only: the dense logits that the fused kernel never forms, and the distance axis)
+    def public(module, home):
+        return {n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))
+                and getattr(getattr(module, n), "__module__", home) == home}
+    compiled = public(ext, "tinype._ext")
+    spec = public(reference, "tinype.reference")
+    assert spec - compiled == {"attention_logits", "table_distances"}
+    assert compiled - spec == set()
+    assert len(compiled) >= 16
+
+
+# Bias tables over distances ------------------------------------------------------------------------
+
+def _table_params(H, dtype, seed):
+    g = np.random.default_rng(seed)
+    r1 = (0.05 + 2 * g.random(H)).astype(dtype)
+    r2 = (0.05 + 1.9 * g.random(H)).astype(dtype)           # inside KERPLE-power's (0, 2]
+    return r1, r2, g
+
+
+def _check_tables(H, T, causal, dtype, seed):
+    r1, r2, g = _table_params(H, dtype, seed)
+    n = T if causal else 2 * T - 1
+    for name, args in (("alibi_table", (r1, T, causal)),
+                       ("kerple_table", (r1, r2, T, causal, False)),
+                       ("kerple_table", (r1, r2, T, causal, True)),
+                       ("sandwich_table", (r2, 2 * (H + 3), T, causal))):
+        fast, ref = getattr(ext, name)(*args), getattr(reference, name)(*args)
+        assert fast.dtype == dtype and fast.shape == ref.shape == (H, n)
+        assert_parity(fast, ref, dtype, name)
+    dtable = g.standard_normal((H, n)).astype(dtype)
+    for power in (False, True):
+        for a, r, what in zip(ext.kerple_table_backward(dtable, r1, r2, T, causal, power),
+                              reference.kerple_table_backward(dtable, r1, r2, T, causal, power), ("dr1", "dr2")):
+            assert a.dtype == dtype
+            assert_parity(a, r, dtype, what)
+    values = g.standard_normal((7, H)).astype(dtype)
+    buckets = g.integers(0, 7, n)
+    assert_parity(ext.bucket_table(values, buckets), reference.bucket_table(values, buckets), dtype, "buckets")
+    assert_parity(ext.bucket_table_backward(dtable, buckets, 7), reference.bucket_table_backward(dtable, buckets, 7),
+                  dtype, "dbuckets")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [True, False])
+def test_bias_tables_match_reference(dtype, causal):
+    _check_tables(5, 300, causal, dtype, seed=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(H=st.integers(1, 6), T=st.integers(1, 120), causal=st.booleans(), f32=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_bias_tables_property(H, T, causal, f32, seed):
+    _check_tables(H, T, causal, np.float32 if f32 else np.float64, seed)
+
+
+@pytest.mark.parametrize("power", [False, True])
+def test_kerple_table_backward_is_the_gradient(power):
+    # central differences of L = sum(dtable * table) in float64, parameter by parameter
+    r1, r2, g = _table_params(3, np.float64, 5)
+    T, causal = 40, False
+    dtable = g.standard_normal((3, 2 * T - 1))
+    dr1, dr2 = ext.kerple_table_backward(dtable, r1, r2, T, causal, power)
+    for p, grad in ((r1, dr1), (r2, dr2)):
+        for h in range(3):
+            old = p[h]
+            p[h] = old + 1e-6
+            up = np.sum(dtable * ext.kerple_table(r1, r2, T, causal, power))
+            p[h] = old - 1e-6
+            down = np.sum(dtable * ext.kerple_table(r1, r2, T, causal, power))
+            p[h] = old
+            assert abs((up - down) / 2e-6 - grad[h]) <= 1e-6 * max(1.0, abs(grad[h]))
+
+
+def test_bucket_table_backward_is_the_gradient():
+    # the table is linear in the values: its gradient is the scatter-add, entry by entry
+    g = np.random.default_rng(2)
+    values, buckets, dtable = g.standard_normal((6, 2)), g.integers(0, 6, 30), g.standard_normal((2, 30))
+    grad = ext.bucket_table_backward(dtable, buckets, 6)
+    for b in range(6):
+        for h in range(2):
+            e = np.zeros_like(values)
+            e[b, h] = 1.0
+            assert np.isclose(np.sum(dtable * ext.bucket_table(e, buckets)), grad[b, h], rtol=1e-12, atol=1e-12)
+    assert np.count_nonzero(grad) > 0
+
+
+@pytest.mark.parametrize("call, err, msg", [
+    (lambda: ext.alibi_table(np.arange(3), 5, True), TypeError, "float32 or float64"),
+    (lambda: ext.alibi_table(np.ones((2, 2)), 5, True), ValueError, "1 dimensions"),
+    (lambda: ext.alibi_table(np.ones(4)[::2], 5, True), ValueError, "C-contiguous"),
+    (lambda: ext.alibi_table(np.ones(3), 0, True), ValueError, "T must be >= 1"),
+    (lambda: ext.kerple_table(np.ones(3), np.ones(2), 5, True, False), ValueError, "shapes differ"),
+    (lambda: ext.kerple_table(np.ones(3), np.ones(3, np.float32), 5, True, False), TypeError, "float64"),
+    (lambda: ext.kerple_table_backward(np.ones((3, 4)), np.ones(3), np.ones(3), 5, True, False), ValueError,
+     r"dtable must be \(H, 5\)"),
+    (lambda: ext.sandwich_table(np.ones(3), -2, 5, True), ValueError, "dim must be"),
+    (lambda: ext.bucket_table(np.ones((4, 2)), np.array([0, 4])), ValueError, r"in \[0, 4\)"),
+    (lambda: ext.bucket_table(np.ones((4, 2)), np.array([0, -1])), ValueError, r"in \[0, 4\)"),
+    (lambda: ext.bucket_table(np.ones((4, 2)), np.array([0, 1], np.int32)), TypeError, "int64"),
+    (lambda: ext.bucket_table_backward(np.ones((2, 3)), np.array([0, 1]), 4), ValueError, "2 entries"),
+])
+def test_bias_table_kernels_reject_bad_input(call, err, msg):
+    with pytest.raises(err, match=msg):
+        call()
+
+
 # Layer kernels ---------------------------------------------------------------------------------------
 
 def assert_parity(fast, ref, dtype, what, scale=0.0):

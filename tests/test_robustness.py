@@ -119,6 +119,31 @@ def test_sinusoidal_table(data, N, dim):
                  1e-6)
 
 
+@common
+@given(data=st.data(), H=st.integers(0, 4), T=st.integers(-1, 9), causal=st.booleans(), power=st.booleans(),
+       dim=st.integers(-2, 8))
+def test_bias_tables(data, H, T, causal, power, dim):
+    # any dtype and special values in the parameters; the twin gets them as the kernel does (_f)
+    r1, r2, hs = (data.draw(arrays((H,))) for _ in range(3))
+    n = max(T if causal else 2 * T - 1, 0)
+    dtable = data.draw(arrays((H, n)))
+    values = data.draw(arrays((3, H)))
+    buckets = data.draw(st.lists(st.integers(-1, 3), min_size=n, max_size=n).map(lambda b: np.array(b, np.int64)))
+    f = kernels._f
+    for fast, slow in (
+            (lambda: kernels.alibi_table(r1, T, causal), lambda: reference.alibi_table(f(r1), T, causal)),
+            (lambda: kernels.kerple_table(r1, r2, T, causal, power),
+             lambda: reference.kerple_table(f(r1), f(r2).astype(f(r1).dtype), T, causal, power)),
+            (lambda: kernels.kerple_table_backward(dtable, r1, r2, T, causal, power),
+             lambda: reference.kerple_table_backward(f(dtable).astype(f(r1).dtype), f(r1), f(r2).astype(f(r1).dtype),
+                                                     T, causal, power)),
+            (lambda: kernels.sandwich_table(hs, dim, T, causal), lambda: reference.sandwich_table(f(hs), dim, T, causal)),
+            (lambda: kernels.bucket_table(values, buckets), lambda: reference.bucket_table(f(values), buckets)),
+            (lambda: kernels.bucket_table_backward(dtable, buckets, 3),
+             lambda: reference.bucket_table_backward(f(dtable), buckets, 3))):
+        same_outcome(fast, slow, rtol_of(f(r1), f(values), f(dtable)))
+
+
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(data=st.data(), T=st.integers(1, 9), D=st.integers(1, 5), causal=st.booleans(),
        with_bias=st.booleans(), with_scale=st.booleans())

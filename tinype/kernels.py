@@ -6,7 +6,8 @@
 Everything else in tinype calls kernels through this module, never tinype._ext directly, so a
 missing extension means a warning and the NumPy twin, never a NameError later on.
 
-Kernels: sinusoidal_table; the fused layer kernels gelu_*, layernorm_*, softmax_cross_entropy and
+Kernels: sinusoidal_table; the bias tables over distances alibi_table, kerple_table(_backward),
+sandwich_table, bucket_table(_backward); the fused layer kernels gelu_*, layernorm_*, softmax_cross_entropy and
 embedding_backward; attention_forward/backward (fused, flash-style: no T x T matrix). The compiled
 `def` wrappers insist on C-contiguous arrays of one float dtype; the functions here make them so.
 A dense (H, T, T) bias (FIRE) always takes the NumPy reference, which is the only one that holds
@@ -177,3 +178,38 @@ def apply_rotary(x, cos, sin, interleaved=False):
         x = _c(x)
         return _ext.apply_rotary(x, _c(cos, dtype=x.dtype), _c(sin, dtype=x.dtype), bool(interleaved))
     return reference.apply_rotary(x, cos, sin, interleaved)
+
+
+# Bias tables over distances: (H, T) causal or (H, 2T-1) two-sided; see reference.py. ----------------
+
+def _f(a):
+    """A float parameter vector or table as the compiled kernels take it (float64 unless float32)."""
+    a = np.asarray(a)
+    return _c(a if a.dtype == np.float32 else a.astype(np.float64))
+
+
+def alibi_table(slopes, T, causal):
+    return _impl("alibi_table")(_f(slopes), int(T), bool(causal))
+
+
+def kerple_table(r1, r2, T, causal, power):
+    r1 = _f(r1)
+    return _impl("kerple_table")(r1, _c(r2, dtype=r1.dtype), int(T), bool(causal), bool(power))
+
+
+def kerple_table_backward(dtable, r1, r2, T, causal, power):
+    r1 = _f(r1)
+    return _impl("kerple_table_backward")(_c(dtable, dtype=r1.dtype), r1, _c(r2, dtype=r1.dtype), int(T),
+                                          bool(causal), bool(power))
+
+
+def sandwich_table(head_scale, dim, T, causal):
+    return _impl("sandwich_table")(_f(head_scale), int(dim), int(T), bool(causal))
+
+
+def bucket_table(values, buckets):
+    return _impl("bucket_table")(_f(values), _c(buckets, dtype=np.int64))
+
+
+def bucket_table_backward(dtable, buckets, n_buckets):
+    return _impl("bucket_table_backward")(_f(dtable), _c(buckets, dtype=np.int64), int(n_buckets))

@@ -33,6 +33,74 @@ def sinusoidal_table(positions, dim, base=10000.0):
     return out
 
 
+def table_distances(T, causal):
+    """The distances i - j a bias table is indexed by: 0..T-1 (causal) or -(T-1)..T-1 (two-sided)."""
+    return np.arange(T, dtype=np.float64) if causal else np.arange(-(T - 1), T, dtype=np.float64)
+
+
+def alibi_table(slopes, T, causal):
+    """ALiBi's bias over distances: table[h, d] = -slopes[h] |d|. (H, T) or (H, 2T-1), slopes' dtype."""
+    d = np.abs(table_distances(T, causal))
+    return (-slopes.astype(np.float64)[:, None] * d[None, :]).astype(slopes.dtype)
+
+
+def _kerple_kernel(d, r2, power):
+    """g(d) and dg/dr2 for KERPLE: ln(1 + r2 d) (logarithmic) or d^r2 (power); d >= 0."""
+    if not power:
+        return np.log1p(r2 * d), d / (1.0 + r2 * d)
+    g = d ** r2
+    with np.errstate(divide="ignore"):
+        dg = np.where(d > 0, g * np.log(np.where(d > 0, d, 1.0)), 0.0)      # d/dr2 d^r2 = d^r2 ln d
+    return g, dg
+
+
+def kerple_table(r1, r2, T, causal, power):
+    """KERPLE's bias over distances: table[h, d] = -r1[h] g(|d|; r2[h]), g = ln(1 + r2 d) or d^r2.
+
+    r1, r2: (H,) parameters as used (already floored). Computed in float64, returned in r1's dtype.
+    """
+    d = np.abs(table_distances(T, causal))[None, :]
+    g, _ = _kerple_kernel(d, r2.astype(np.float64)[:, None], power)
+    return (-r1.astype(np.float64)[:, None] * g).astype(r1.dtype)
+
+
+def kerple_table_backward(dtable, r1, r2, T, causal, power):
+    """Gradients of sum(dtable * kerple_table(r1, r2, ...)) with respect to r1 and r2: (H,) each."""
+    d = np.abs(table_distances(T, causal))[None, :]
+    g, dg = _kerple_kernel(d, r2.astype(np.float64)[:, None], power)
+    dt = dtable.astype(np.float64)
+    dr1 = -(dt * g).sum(axis=1)
+    dr2 = -r1.astype(np.float64) * (dt * dg).sum(axis=1)
+    return dr1.astype(r1.dtype), dr2.astype(r1.dtype)
+
+
+def sandwich_table(head_scale, dim, T, causal):
+    """Sandwich's bias over distances: the inner product of the sinusoidal vectors at i and j minus
+    its value at i = j, per head divided by head_scale[h]:
+
+        table[h, d] = (sum_{k=1..dim/2} cos(d / 10000^(2k/dim)) - dim/2) / head_scale[h]
+
+    (H,) head_scale; returns (H, T) or (H, 2T-1) in its dtype."""
+    d = table_distances(T, causal)
+    inv_freq = 1.0 / 10000 ** (2 * np.arange(1, dim // 2 + 1, dtype=np.float64) / dim)
+    inner = np.cos(d[:, None] * inv_freq[None, :]).sum(axis=1) - dim / 2     # (n_table,) <= 0
+    return (inner[None, :] / head_scale.astype(np.float64)[:, None]).astype(head_scale.dtype)
+
+
+def bucket_table(values, buckets):
+    """A learned bias per bucket of distance (T5): table[h, d] = values[buckets[d], h].
+
+    values: (n_buckets, H) float; buckets: (n_table,) int64. Returns (H, n_table) in values' dtype."""
+    return np.ascontiguousarray(values[buckets].T)
+
+
+def bucket_table_backward(dtable, buckets, n_buckets):
+    """The gradient of values in bucket_table: dvalues[b, h] = sum of dtable[h, d] over d in bucket b."""
+    grad = np.zeros((n_buckets, dtable.shape[0]), dtype=dtable.dtype)
+    np.add.at(grad, buckets, dtable.T)
+    return grad
+
+
 @lru_cache(maxsize=64)
 def _distance_index(T, n_table):
     """(T, T) index into a bias table over distances i - j.

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .. import kernels, reference
 from .base import PositionalEncoding
 
 
@@ -32,7 +33,7 @@ def alibi_slopes(n_heads):
 
 def distances(T, causal):
     """The distances a bias table is indexed by: 0..T-1 (causal) or -(T-1)..T-1 (i - j)."""
-    return np.arange(T, dtype=np.float64) if causal else np.arange(-(T - 1), T, dtype=np.float64)
+    return reference.table_distances(T, causal)
 
 
 class ALiBi(PositionalEncoding):
@@ -42,8 +43,7 @@ class ALiBi(PositionalEncoding):
 
     def bias_over_distance(self, T):
         """(H, T) causal or (H, 2T-1) two-sided table: -m_h |i - j| (the figure helper too)."""
-        d = np.abs(distances(T, self.causal))
-        return (-alibi_slopes(self.n_head)[:, None] * d[None, :]).astype(self.dtype)
+        return kernels.alibi_table(alibi_slopes(self.n_head), T, self.causal).astype(self.dtype)
 
     def bias(self, params, T, positions):
         return self.bias_over_distance(T), None

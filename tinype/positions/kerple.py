@@ -5,10 +5,11 @@ Extrapolation"): conditionally positive definite kernels of the distance, learne
     power:        bias[h, i, j] = -r1_h * |i - j| ^ r2_h          (r2 in (0, 2])
 r1, r2 are learned, initialised to 1, and kept >= 0.01 (the authors clamp them after each step;
 here the forward uses max(r, 0.01), whose gradient is zero below the floor).
+The table and its gradient are compiled kernels (kernels.kerple_table, twin in reference.py).
 """
 import numpy as np
 
-from .alibi import distances
+from .. import kernels
 from .base import PositionalEncoding
 
 FLOOR = 0.01
@@ -29,17 +30,12 @@ class _Kerple(PositionalEncoding):
         return r1, r2
 
     def bias(self, params, T, positions):
-        d = np.abs(distances(T, self.causal))                    # (n_table,)
         r1, r2 = self.effective(params)
-        g, dg_dr2 = self.kernel(d[None, :], r2[:, None])         # (H, n_table) each
-        return (-r1[:, None] * g).astype(self.dtype), (d, g, dg_dr2)
+        return kernels.kerple_table(r1, r2, T, self.causal, self.power).astype(self.dtype), T
 
-    def bias_backward(self, params, dtable, cache):
-        d, g, dg_dr2 = cache
+    def bias_backward(self, params, dtable, T):
         r1, r2 = self.effective(params)
-        dt = dtable.astype(np.float64)
-        dr1 = -(dt * g).sum(axis=1)
-        dr2 = -(dt * r1[:, None] * dg_dr2).sum(axis=1)
+        dr1, dr2 = kernels.kerple_table_backward(dtable.astype(np.float64), r1, r2, T, self.causal, self.power)
         # the floor and ceiling pass no gradient (max/clip are flat there)
         dr1 *= params["kerple_r1"] > FLOOR
         dr2 *= (params["kerple_r2"] > FLOOR) & (params["kerple_r2"] < self.r2_max)
@@ -53,22 +49,13 @@ class KerpleLog(_Kerple):
     """-r1 ln(1 + r2 |i - j|)."""
 
     name = "kerple_log"
+    power = False
     r2_max = np.inf
-
-    @staticmethod
-    def kernel(d, r2):
-        return np.log1p(r2 * d), d / (1.0 + r2 * d)
 
 
 class KerplePower(_Kerple):
     """-r1 |i - j|^r2, r2 in (0, 2]."""
 
     name = "kerple_power"
+    power = True
     r2_max = 2.0
-
-    @staticmethod
-    def kernel(d, r2):
-        g = d ** r2
-        with np.errstate(divide="ignore"):
-            dg = np.where(d > 0, g * np.log(np.where(d > 0, d, 1.0)), 0.0)   # d/dr2 d^r2 = d^r2 ln d
-        return g, dg

@@ -10,7 +10,7 @@ d' (`dim`) defaults to the model width, as in the authors' code.
 """
 import numpy as np
 
-from .alibi import distances
+from .. import kernels
 from .base import PositionalEncoding
 
 
@@ -23,12 +23,9 @@ class Sandwich(PositionalEncoding):
         self.dim = dim
 
     def bias_over_distance(self, T):
-        dim = self.dim or self.d_model
-        d = distances(T, self.causal)                                        # i - j
-        inv_freq = 1.0 / 10000 ** (2 * np.arange(1, dim // 2 + 1, dtype=np.float64) / dim)
-        inner = np.cos(d[:, None] * inv_freq[None, :]).sum(axis=1) - dim / 2  # (n_table,) <= 0
         heads = np.arange(1, self.n_head + 1, dtype=np.float64)
-        return (inner[None, :] / (8 * heads[:, None] / self.n_head)).astype(self.dtype)
+        table = kernels.sandwich_table(8 * heads / self.n_head, self.dim or self.d_model, T, self.causal)
+        return table.astype(self.dtype)
 
     def bias(self, params, T, positions):
         return self.bias_over_distance(T), None

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .. import kernels
 from .alibi import distances
 from .base import PositionalEncoding
 
@@ -56,10 +57,9 @@ class T5Bias(PositionalEncoding):
 
     def bias(self, params, T, positions):
         b = self.buckets(T)
-        return np.ascontiguousarray(params["t5_bias"][b].T), b     # (H, n_table)
+        return kernels.bucket_table(params["t5_bias"], b).astype(self.dtype, copy=False), b   # (H, n_table)
 
     def bias_backward(self, params, dtable, b):
         # in the forward pass this was: table[h, d] = t5_bias[bucket[d], h]; so sum over each bucket
-        grad = np.zeros_like(params["t5_bias"])
-        np.add.at(grad, b, dtable.T)
-        return {"t5_bias": grad}
+        grad = kernels.bucket_table_backward(dtable, b, self.num_buckets)
+        return {"t5_bias": grad.astype(params["t5_bias"].dtype, copy=False)}
