@@ -11,7 +11,8 @@
 2. RoPE on (1, 4, 4096, 64) float32 against the memory-bandwidth bound: bytes moved (x read, y
    written, cos/sin read) / the copy bandwidth of a 256 MiB np.copyto.
 3. Peak resident memory of attention forward + backward at T=16384 (in a fresh process).
-4. Training tokens/s of the quick preset, learned and alibi PEs, compiled vs NumPy backend.
+4. Training tokens/s of the quick preset, learned, alibi and rope PEs, compiled vs NumPy backend.
+5. The bias tables over distances (ALiBi, KERPLE and its gradient, Sandwich) at T=32768, two-sided.
 Threads: 2 (OMP_NUM_THREADS, BLAS, torch).
 """
 import argparse
@@ -121,6 +122,21 @@ def bench_rope(repeat):
           f"{bandwidth / 1e9:.1f} GB/s copy): {ours / bound:.2f}x the bound")
 
 
+def bench_tables(repeat):
+    T, H = 32768, 8
+    slopes = alibi_slopes(H)
+    r1, r2 = np.linspace(0.5, 1.5, H), np.linspace(0.2, 1.8, H)
+    scale = 8 * np.arange(1, H + 1) / H
+    dtable = np.random.default_rng(0).standard_normal((H, 2 * T - 1))
+    cases = [("alibi", lambda m: m.alibi_table(slopes, T, False)),
+             ("kerple_log", lambda m: m.kerple_table(r1, r2, T, False, False)),
+             ("kerple_power backward", lambda m: m.kerple_table_backward(dtable, r1, r2, T, False, True)),
+             ("sandwich (dim 128)", lambda m: m.sandwich_table(scale, 128, T, False))]
+    print(f"\n5. bias tables over distances, (H, 2T-1) = ({H}, {2 * T - 1}) float64: " + ",  ".join(
+        f"{name} {1e3 * (ours := best_of(lambda: fn(_ext), repeat * 3)):.2f} ms "
+        f"({best_of(lambda: fn(reference), repeat) / ours:.1f}x numpy)" for name, fn in cases))
+
+
 def bench_memory():
     # VmHWM of the child itself: ru_maxrss would start from this (parent) process's peak
     code = ("import numpy as np\n"
@@ -185,6 +201,7 @@ def main():
     if not args.skip_memory:
         bench_memory()
     bench_training()
+    bench_tables(args.repeat)
 
 
 if __name__ == "__main__":

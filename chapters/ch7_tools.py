@@ -71,6 +71,18 @@ for T in (256, 512, 1024):
 if kernels.BACKEND == "cython":
     check("the compiled kernel is faster than the NumPy reference at T=1024", rows[-1][1] > rows[-1][2])
 
+say("""Where the speed comes from. Each tile of 96 queries x 96 keys is a few small matrix products
+(S = Q K^T, then P V; the backward adds four more). Written as plain loops, every multiply-add loads a
+number and stores a running sum: the loop runs at the speed of memory, ~20 GFLOP/s here. The kernel
+instead computes 6 query rows x 16 keys at once with the 12 running sums held in AVX registers
+(`_micro_6x16` in pyx/attention.pxi): each row of K^T it loads feeds 6 multiply-adds, and nothing is
+stored until the end. That one change made the whole kernel 3x faster (~100 GFLOP/s on 2 cores, about
+60% of what NumPy's matrix multiply reaches). Two smaller lessons from the profiler: a bias that makes
+most far-away logits tiny (ALiBi) sent the vector exp down a slow scalar path for underflowing values,
+so exponents are floored at -87 (exp(-87) = 1.6e-38: nothing next to the row's largest weight 1); and
+a running maximum kept in one variable is a chain of dependent instructions, eight running maxima
+are not. `python benchmarks/bench_kernels.py` measures it all against NumPy and PyTorch.""")
+
 # %%
 heading("7.3 Held to the reference libraries")
 say("""tinype follows Hugging Face transformers' conventions (DESIGN.md): rotate-half RoPE, its
