@@ -193,7 +193,8 @@ cdef inline floating _row_weights(floating* srow, Py_ssize_t ncol, Py_ssize_t nk
     cdef floating total = 0
     cdef floating low = -87 if floating is float else -700
     for c in range(ncol):
-        srow[c] = max(srow[c] - shift, low)
+        srow[c] = srow[c] - shift
+        srow[c] = low if srow[c] < low else srow[c]      # so written, a NaN stays NaN
     for c in range(ncol):
         srow[c] = _exp(srow[c])
         total += srow[c]

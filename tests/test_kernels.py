@@ -377,6 +377,19 @@ def test_attention_property(B, H, T, D, f32, causal, table, with_mult, seed):
     _check_attention_parity(B, H, T, D, np.float32 if f32 else np.float64, causal, table, with_mult, seed)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attention_kernel_keeps_nan_in_its_row(dtype):
+    # tinype.kernels refuses NaN inputs; the kernel itself must not hide one either (its exponent
+    # floor is written so that a NaN logit stays NaN): exactly the rows the reference poisons
+    g = np.random.default_rng(4)
+    q, k, v = (g.standard_normal((1, 2, 200, 16)).astype(dtype) for _ in range(3))
+    q[0, 1, 150, 3] = np.nan
+    out, _ = ext.attention_forward(q, k, v, 0.25, True)
+    rout, _ = reference.attention_forward(q, k, v, 0.25, True)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(rout))
+    assert np.isnan(out[0, 1, 150]).all() and np.isnan(out).sum() == 16
+
+
 @pytest.mark.parametrize("call, err, msg", [
     (lambda q: ext.attention_forward(q.astype(np.float16), q, q, 1.0), TypeError, "float32 or float64"),
     (lambda q: ext.attention_forward(q, q.astype(np.float32), q, 1.0), TypeError, "float64"),
