@@ -30,14 +30,17 @@ cdef extern from "math.h" nogil:
 cdef extern from *:
     """
     /* Eight floats in one 256-bit register (gcc/clang vector extension). aligned(4): a load or
-       store through this type may sit at any float address. */
+       store through this type may sit at any float address. Without AVX (TINYPE_PORTABLE=1
+       builds, other CPUs) gcc would emulate the type through memory, 20x slower than the plain
+       loop, and other compilers lack the extension: there the register tile is left out, and the
+       type is a plain float only so that the unused tile function still compiles. */
+    #if defined(__GNUC__) && defined(__AVX__)
     typedef float tp_f8 __attribute__((vector_size(32), aligned(4)));
     static inline tp_f8 tp_f8_zero(void) { tp_f8 z = {0}; return z; }
-    /* Without AVX (TINYPE_PORTABLE=1 builds, other CPUs) gcc emulates the 256-bit type through
-       memory, 20x slower than the plain loop: the register tile is then left out. */
-    #ifdef __AVX__
     #define TP_REGISTER_TILES 1
     #else
+    typedef float tp_f8;
+    static inline tp_f8 tp_f8_zero(void) { return 0; }
     #define TP_REGISTER_TILES 0
     #endif
     """
@@ -265,7 +268,7 @@ cdef void _attn_fwd_tile(const floating* q, const floating* kt, const floating* 
     free(l)
 
 
-cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* v, const floating* kt,
+cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* kt,
                          const floating* vt, const floating* out, const floating* lse, const floating* dout,
                          floating* dq, floating* dk, floating* dv, double* dbias, Py_ssize_t n_table,
                          Py_ssize_t T, Py_ssize_t D, floating scale, bint causal, const floating* bias, Py_ssize_t offset,
@@ -438,16 +441,16 @@ def attention_backward(dout, q, k, v, out, lse, double scale, bint causal=True, 
     # one bias-gradient row per (batch, head): each task writes only its own, summed over B below
     dbias = None if bias is None else np.zeros((q.shape[0], q.shape[1], bias.shape[1]), dtype=np.float64)
     if q.dtype == np.float32:
-        _attn_bwd[float](dout, q, k, v, kt, vt, out, lse, dq, dk, dv, dbias, scale, causal, bias, offset, logit_scale)
+        _attn_bwd[float](dout, q, k, kt, vt, out, lse, dq, dk, dv, dbias, scale, causal, bias, offset, logit_scale)
     else:
-        _attn_bwd[double](dout, q, k, v, kt, vt, out, lse, dq, dk, dv, dbias, scale, causal, bias, offset, logit_scale)
+        _attn_bwd[double](dout, q, k, kt, vt, out, lse, dq, dk, dv, dbias, scale, causal, bias, offset, logit_scale)
     if dbias is not None:
         dbias = dbias.sum(axis=0).astype(q.dtype)
     return dq, dk, dv, dbias
 
 
 cdef void _attn_bwd(floating[:, :, :, ::1] dout, floating[:, :, :, ::1] q, floating[:, :, :, ::1] k,
-                    floating[:, :, :, ::1] v, floating[:, :, :, :, ::1] kt, floating[:, :, :, :, ::1] vt,
+                    floating[:, :, :, :, ::1] kt, floating[:, :, :, :, ::1] vt,
                     floating[:, :, :, ::1] out, floating[:, :, ::1] lse,
                     floating[:, :, :, ::1] dq, floating[:, :, :, ::1] dk, floating[:, :, :, ::1] dv,
                     object dbias, double scale, bint causal, object bias, Py_ssize_t offset,
@@ -473,7 +476,7 @@ cdef void _attn_bwd(floating[:, :, :, ::1] dout, floating[:, :, :, ::1] q, float
         for bh in prange(B * H, schedule="dynamic"):
             b = bh // H
             h = bh % H
-            _attn_bwd_head(&q[b, h, 0, 0], &k[b, h, 0, 0], &v[b, h, 0, 0], &kt[b, h, 0, 0, 0], &vt[b, h, 0, 0, 0],
+            _attn_bwd_head(&q[b, h, 0, 0], &k[b, h, 0, 0], &kt[b, h, 0, 0, 0], &vt[b, h, 0, 0, 0],
                            &out[b, h, 0, 0], &lse[b, h, 0], &dout[b, h, 0, 0], &dq[b, h, 0, 0], &dk[b, h, 0, 0],
                            &dv[b, h, 0, 0], (dbias_p + bh * n_table) if dbias_p != NULL else NULL, n_table, T, D,
                            <floating>scale, causal, (bias_p + h * n_table) if bias_p != NULL else NULL, offset, mult_p)
