@@ -45,9 +45,13 @@ def check(claim, ok, detail=""):
 
 
 def savefig(fig, folder, name):
+    """Save the figure under folder/name; inside a Jupyter kernel, also show it in the notebook."""
     path = os.path.join(folder, name)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    if "ipykernel" in sys.modules:            # run as a notebook: draw it under the cell too
+        from IPython.display import display
+        display(fig)
     pyplot().close(fig)
     print(f"  figure: {path}")
     return path
