@@ -1,12 +1,18 @@
 """Tokenizer, the bundled corpus, batches and user text files."""
+import gzip
 import hashlib
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinype.data import Corpus, decode, default_corpus_text, encode, get_batch, load_text_file, windows
+from tinype import data
+from tinype.data import (DEFAULT_CORPUS_SHA256, Corpus, decode, default_corpus_text, default_topics, encode,
+                         get_batch, load_text_file, windows)
 
 
 @settings(max_examples=200, deadline=None)
@@ -21,15 +27,42 @@ def test_decode_never_raises_on_partial_utf8():
     assert decode(encode("é")[:1]) == "\ufffd"
 
 
-def test_default_corpus_is_pydoc_topics_in_sorted_order():
-    from pydoc_data.topics import topics
+def test_default_corpus_is_the_frozen_topics_in_sorted_order():
+    topics = default_topics()
     text = default_corpus_text()
-    assert text == "\n\n".join(topics[k] for k in sorted(topics))
+    assert len(topics) == 79 and text == "\n\n".join(topics[k] for k in sorted(topics))
     c = Corpus.default()
     n = len(text.encode("utf-8"))
+    assert n == 466_273                                  # Python 3.11.7's pydoc_data.topics
     assert len(c.train) == int(n * 0.9) and len(c.train) + len(c.val) == n
     assert np.array_equal(c.train, c.ids[: len(c.train)])
-    assert c.sha256 == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    assert c.sha256 == hashlib.sha256(text.encode("utf-8")).hexdigest() == DEFAULT_CORPUS_SHA256
+
+
+def test_default_corpus_does_not_depend_on_the_running_python():
+    """A fresh interpreter builds the corpus without importing pydoc_data (whose text changes with every
+    Python release) and gets the recorded digest; CI runs this, so the frozen copy is the one used."""
+    code = ("import sys, tinype; c = tinype.Corpus.default(); "
+            "print(c.sha256, len(c.ids), 'pydoc_data' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [DEFAULT_CORPUS_SHA256, "466273", "False"]
+
+
+def test_a_damaged_corpus_file_is_refused(tmp_path, monkeypatch):
+    bad = tmp_path / "pydoc_topics.json.gz"
+    with gzip.open(bad, "wt", encoding="utf-8") as f:
+        json.dump({"topics": {"if": "edited"}}, f)
+    monkeypatch.setattr(data, "CORPUS_FILE", str(bad))
+    data.default_topics.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="sha256"):
+            Corpus.default()
+        bad.write_bytes(b"not gzip")
+        data.default_topics.cache_clear()
+        with pytest.raises(RuntimeError, match="missing or damaged"):
+            Corpus.default()
+    finally:
+        data.default_topics.cache_clear()
 
 
 def test_batches_are_seeded_windows():

@@ -1,13 +1,17 @@
 """Bytes in, bytes out: the tokenizer, the bundled corpus, and random training windows.
 
 The tokenizer is UTF-8 itself: token ids are byte values 0..255, so any text round-trips and the
-vocabulary never needs training. The default corpus ships with Python (pydoc_data.topics: the
-language reference's help topics), so nothing is ever downloaded.
+vocabulary never needs training. The default corpus is Python's own help topics (the module
+pydoc_data.topics), frozen from Python 3.11.7 into tinype/corpus/ so that every Python version trains
+on the same bytes (each release rewrites that module); nothing is ever downloaded.
 
 Shape letters: B batch, T time.
 """
+import gzip
 import hashlib
+import json
 import os
+from functools import lru_cache
 
 import numpy as np
 
@@ -30,9 +34,28 @@ def decode(ids):
     return ids.astype(np.uint8).tobytes().decode("utf-8", errors="replace")
 
 
+CORPUS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "pydoc_topics.json.gz")
+DEFAULT_CORPUS_NAME = "pydoc_data.topics (Python 3.11.7, frozen)"
+# sha256 of default_corpus_text() encoded as UTF-8 (466,273 bytes), printed by scripts/freeze_corpus.py.
+DEFAULT_CORPUS_SHA256 = "71f2ff5d99bdc1f9c48c5c2353ad138201c5ca1c377e0226857ef8fa89b8bcee"
+
+
+@lru_cache(maxsize=1)
+def default_topics():
+    """The frozen help topics, {topic name: text}: pydoc_data.topics as Python 3.11.7 shipped it
+    (tinype/corpus/SOURCE.md gives the origin and licence). The same on every Python version."""
+    try:
+        with gzip.open(CORPUS_FILE, "rt", encoding="utf-8") as f:
+            payload = json.load(f)
+    except (OSError, ValueError) as err:
+        raise RuntimeError(f"tinype's bundled corpus {CORPUS_FILE} is missing or damaged ({err}); "
+                           "reinstall tinype (pip install -e .)") from None
+    return dict(payload["topics"])
+
+
 def default_corpus_text():
-    """The bundled corpus: Python's help topics, joined in sorted-key order."""
-    from pydoc_data.topics import topics
+    """The bundled corpus: the frozen help topics, joined with blank lines in sorted-key order."""
+    topics = default_topics()
     return "\n\n".join(topics[k] for k in sorted(topics))
 
 
@@ -74,7 +97,11 @@ class Corpus:
 
     @classmethod
     def default(cls):
-        return cls(encode(default_corpus_text()), name="pydoc_data.topics")
+        corpus = cls(encode(default_corpus_text()), name=DEFAULT_CORPUS_NAME)
+        if corpus.sha256 != DEFAULT_CORPUS_SHA256:       # a damaged or edited copy: never train on it silently
+            raise RuntimeError(f"tinype's bundled corpus {CORPUS_FILE} has sha256 {corpus.sha256}, not the "
+                               f"recorded {DEFAULT_CORPUS_SHA256}; reinstall tinype")
+        return corpus
 
     @classmethod
     def from_file(cls, path):

@@ -18,6 +18,8 @@ import hashlib
 
 import numpy as np
 
+from .data import default_topics
+
 PAD = ord(" ")                        # padding after an example; never a target
 LETTERS = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
 FILLER = b"The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
@@ -194,10 +196,10 @@ class TopicClassification:
     the rest test snippets, so no test byte is ever trained on."""
 
     def __init__(self, topics=CLASS_TOPICS, test_fraction=0.2):
-        from pydoc_data.topics import topics as all_topics
+        all_topics = default_topics()                   # the frozen copy: the same on every Python
         unknown = [t for t in topics if t not in all_topics]
         if unknown or len(topics) < 2:
-            raise ValueError(f"need >= 2 topics of pydoc_data.topics, unknown: {unknown}")
+            raise ValueError(f"need >= 2 topics of the bundled help topics, unknown: {unknown}")
         self.classes = tuple(topics)
         self.train, self.test = [], []
         for t in topics:
