@@ -49,9 +49,9 @@ def savefig(fig, folder, name):
     path = os.path.join(folder, name)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    if "ipykernel" in sys.modules:            # run as a notebook: draw it under the cell too
-        from IPython.display import display
-        display(fig)
+    if "ipykernel" in sys.modules:            # run as a notebook: show the saved picture under the cell
+        from IPython.display import Image, display
+        display(Image(filename=path))
     pyplot().close(fig)
     print(f"  figure: {path}")
     return path
