@@ -100,8 +100,12 @@ def plot_lengths(ax, lengths, rows, title, T_train=64):
     ax.axvline(T_train, color="gray", linestyle=":")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel(f"evaluation length (bytes; T_train = {T_train} dotted)")
-    ax.set_ylabel("perplexity")
+    ticker = pyplot().matplotlib.ticker
+    ax.xaxis.set_major_formatter(ticker.ScalarFormatter())              # 64, 128, ... rather than 2^6
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        axis(ticker.FormatStrFormatter("%g"))                            # 5, 6, 7 rather than 5 x 10^0
+    ax.set_xlabel(f"evaluation length L (bytes; log scale; T_train = {T_train} dotted)")
+    ax.set_ylabel("perplexity, exp(mean NLL per byte) (log scale)")
     ax.set_title(title)
     ax.legend(fontsize=8)
 
