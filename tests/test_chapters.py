@@ -1,6 +1,7 @@
-"""The chapters are scripts, run by hand or all at once by `bash .ci/chapters` (each takes 1-3 minutes, too long for
-this suite). Here: all nine exist, compile, are notebooks in percent format, give the articles'
-section titles, save figures, and use only tinype's public modules."""
+"""The chapters are percent scripts, run by hand, all at once by `bash .ci/chapters`, or as notebooks by
+tests/test_notebooks.py (each takes 1-3 minutes). Here, fast: all nine exist, compile, are notebooks in
+percent format, give the articles' section titles, teach in markdown (at least half of their non-blank
+lines, with display formulas), save figures, and use only tinype's public modules."""
 import ast
 import glob
 import os
@@ -32,4 +33,36 @@ def test_chapter_compiles_and_is_a_notebook(n):
     assert f'figure_dir("ch{n}")' in text and ("savefig(" in text or "run_lab(" in text)
     imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"numpy", "tinype", "common", "json", "os", "re", "tempfile", "time", "dataclasses", "torch"}
+    assert imported <= {"numpy", "tinype", "common", "json", "os", "re", "tempfile", "time", "dataclasses", "torch",
+                        "inspect"}
+
+
+def prose_share(text):
+    """(markdown lines, code lines, display formulas) over non-blank lines, cell markers excluded."""
+    md = code = dollars = 0
+    in_md = False
+    for line in text.splitlines():
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("# %%"):
+            in_md = "[markdown]" in s
+        elif in_md:
+            md += 1
+            dollars += s.count("$$")
+        else:
+            code += 1
+    return md, code, dollars // 2
+
+
+@pytest.mark.parametrize("n", range(1, 10))
+def test_chapter_teaches_in_markdown(n):
+    text = open(chapters()[n - 1], encoding="utf-8").read()
+    md, code, formulas = prose_share(text)
+    assert md >= code, f"ch{n}: markdown is {md} of {md + code} non-blank lines; it must be at least half"
+    assert formulas >= 1, f"ch{n} derives no display formula ($$ ... $$)"
+
+
+def test_prose_share_counts_what_it_claims():
+    md, code, formulas = prose_share("# %% [markdown]\n# text\n# $$a = b$$\n\n# %%\nx = 1\n")
+    assert (md, code, formulas) == (2, 1, 1)
