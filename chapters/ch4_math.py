@@ -277,6 +277,60 @@ ax.set_title(f"d = 64; perplexity after 250 steps: {fmt(a)} (scaled) vs {fmt(b)}
 savefig(fig, FIG, "embedding_scale.png")
 
 # %% [markdown]
+# ### 4.1.5 Learned and randomized positions
+#
+# Two more absolute encodings tinype ships. **Learned positions** (BERT, GPT-2) replace the formula
+# by a trained table $W_\text{pe} \in \mathbb R^{T_\text{train} \times d}$, initialised at
+# $\mathcal N(0, 0.02^2)$: $x_p = \mathrm{wte}[t_p] + W_\text{pe}[p]$. Its backward is a
+# scatter-add: row $p$ of the gradient collects the gradients of every token placed at $p$,
+#
+# $$
+# \frac{\partial L}{\partial W_\text{pe}[p]} = \sum_{t\,:\,\text{pos}(t) = p} \frac{\partial L}{\partial x_t} ,
+# $$
+#
+# and a table of $T_\text{train}$ rows has no row for position $T_\text{train}$: the model cannot
+# run past its training length at all (nanoGPT's `assert t <= block_size`). **Randomized positions**
+# (Ruoss et al. 2023) keep any of these encodings but, during training, give a window of $T$
+# tokens the positions of a sorted random subset of $\{0, \dots, L_\text{max} - 1\}$,
+# $L_\text{max} = 8\,T_\text{train}$ by default, so that training already visits every position a
+# longer test window will use. Worked example: $T = 4$, $L_\text{max} = 16$: one draw might be
+# $(2, 5, 6, 13)$; the order is kept, the gaps vary.
+#
+# Checks: the learned table's backward against our scatter-add when positions repeat (as they can
+# in a randomized batch); the learned encoding refusing $T_\text{train} + 1$ positions with a clear
+# error; and 200 randomized draws at $T = 64$ being sorted, distinct, inside $[0, 512)$ and
+# reaching beyond $T_\text{train}$. A `[NO ]` in the first would be a wrong gradient (e.g. an
+# assignment that loses repeated positions instead of adding them); in the others, a table that
+# silently wraps around, or positions that are not a sorted subset of the stated range.
+
+# %%
+cfg_l = tinype.ModelConfig(d_model=8, n_head=2, T_train=6, dtype="float64")
+learned_pe = positions.get("learned")
+learned_pe.setup(cfg_l)
+wpe = {"wpe": rng.normal(size=(6, 8))}
+pos_rep = np.array([0.0, 2.0, 2.0, 5.0, 2.0])
+g_rows = rng.normal(size=(5, 8))
+ours_dwpe = np.zeros((6, 8))
+for r_, p_ in enumerate(pos_rep.astype(int)):
+    ours_dwpe[p_] += g_rows[r_]
+agree("learned positions: the backward adds the rows of repeated positions",
+      ours_dwpe, learned_pe.embed_backward(wpe, g_rows, learned_pe.embed(wpe, pos_rep)[1])["wpe"])
+try:
+    learned_pe.check_length(7)
+    refused = "no error"
+except ValueError as err:
+    refused = str(err)
+check("learned positions refuse T_train + 1 = 7 positions with a clear error", refused != "no error", refused)
+rnd = positions.get("randomized_sinusoidal")
+rnd.setup(tinype.ModelConfig(d_model=64, n_head=4, T_train=64))
+g = np.random.default_rng(5)
+draws = np.stack([rnd.positions(64, train=True, rng=g) for _ in range(200)])
+ok_r = bool(np.all(np.diff(draws, axis=1) > 0) and draws.min() >= 0 and draws.max() < 8 * 64)
+check("randomized positions: sorted, distinct, in [0, 8 T_train)", ok_r,
+      f"largest drawn position {draws.max():.0f}; mean largest per window {draws[:, -1].mean():.0f}")
+
+
+# %% [markdown]
 # ## 4.2 RoPE
 #
 # **The idea.** Rotary position embedding (Su et al. 2021) does not add anything to the
@@ -296,9 +350,16 @@ savefig(fig, FIG, "embedding_scale.png")
 # \qquad R(\phi) = \begin{pmatrix} \cos\phi & -\sin\phi \\ \sin\phi & \cos\phi \end{pmatrix},
 # $$
 #
-# i.e. $a' = a\cos\phi - b\sin\phi$, $b' = b\cos\phi + a\sin\phi$, which is the line of tinype's
-# reference `apply_rotary` quoted (and asserted to be in the source) below. $R_p$ is the
-# block-diagonal matrix of these blocks, one per pair.
+# i.e. $a' = a\cos\phi - b\sin\phi$, $b' = b\cos\phi + a\sin\phi$. In tinype's reference
+# `apply_rotary` (`tinype/reference.py`; the first check below asserts that these lines are in
+# the source, so the quotation cannot rot) this reads
+#
+# ```python
+#     ya = a * cos - b * sin
+#     yb = b * cos + a * sin
+# ```
+#
+# $R_p$ is the block-diagonal matrix of these blocks, one per pair.
 #
 # **Why the dot product sees only $j - i$.** Two facts about rotations by angles: they compose by
 # adding angles, $R(\alpha) R(\beta) = R(\alpha + \beta)$, and the transpose undoes one,
@@ -319,7 +380,7 @@ savefig(fig, FIG, "embedding_scale.png")
 # The cell builds $R_p$ as a dense $D \times D$ matrix in tinype's layout and compares $R_p x$ with
 # `tinype.positions.apply_rope`, then computes both sides of the identity on random vectors.
 # A `[NO ]` would mean that tinype's rotation is not the matrix derived here (a sign or a layout
-# error: chapter 4 once caught exactly that).
+# error), or, for the first check, that the quoted lines have changed in tinype's source.
 
 # %%
 heading("4.2 RoPE")
@@ -458,6 +519,47 @@ check("rotate_backward matches central differences for q and k", max(eq, ek) < 1
 agree("the backward is the rotation by -theta", positions.apply_rope(gq, -pos8, rope.frequencies(8)[0]), dq)
 
 # %% [markdown]
+# ### 4.2.3 xPos: RoPE with a decay
+#
+# xPos (Sun et al. 2022) multiplies RoPE's rotation by a per-pair scale that grows for queries and
+# shrinks for keys. With $\zeta_k = (2k + 0.4D)/(1.4D) < 1$ and a scale base $B = 512$,
+#
+# $$
+# q'_i = \zeta^{\,i/B} \odot R_i q, \qquad k'_j = \zeta^{-j/B} \odot R_j k
+# \quad\Longrightarrow\quad
+# q_i'^\top k'_j = \sum_k \zeta_k^{(i - j)/B}\,\big[(R_i q)^\top (R_j k)\big]_{\text{pair } k} ,
+# $$
+#
+# because in pair $k$ both channels of $q$ carry $\zeta_k^{i/B}$ and both of $k$ carry
+# $\zeta_k^{-j/B}$. For $j \le i$ the factor $\zeta_k^{(i-j)/B} \le 1$ falls with distance: a
+# built-in decay, strongest in the fast pairs (small $\zeta_k$). Only $i - j$ enters, so tinype
+# (like torchscale) centres the exponents at $p - \lfloor T/2 \rfloor$, which keeps both scales
+# near 1 for long windows and changes no logit. Worked example: $D = 16$, pair 0,
+# $\zeta_0 = 6.4/22.4 = 0.2857$; at distance 512 that pair's contribution is multiplied by
+# $0.2857$, at distance 64 by $0.2857^{1/8} = 0.855$.
+#
+# Checks: tinype's rotated $q'$ and $k'$ against ours, and a logit computed in a window of 16 and
+# one of 64 (different centres) being equal. A `[NO ]` in the second would mean the centring leaks
+# into the logits.
+
+# %%
+xp = positions.get("xpos")
+xp.setup(cfg)
+zeta = (np.arange(0, 16, 2) + 0.4 * 16) / (1.4 * 16)
+pos16 = np.arange(16.0)
+(xq, xk), _ = xp.rotate(qq[:, :, :1].repeat(16, 2), kk2[:, :, :1].repeat(16, 2), pos16)
+sc = np.tile(zeta[None, :] ** ((pos16 - 8)[:, None] / 512), 2)                  # (T, D): pair k in k and k + D/2
+inv16 = rope.frequencies(16)[0]
+agree("xPos q' = zeta^(p'/512) R_p q and k' = zeta^(-p'/512) R_p k",
+      np.concatenate([positions.apply_rope(qq[:, :, :1].repeat(16, 2), pos16, inv16) * sc,
+                      positions.apply_rope(kk2[:, :, :1].repeat(16, 2), pos16, inv16) / sc]),
+      np.concatenate([xq, xk]), tol=1e-12)
+(xq64, xk64), _ = xp.rotate(qq[:, :, :1].repeat(64, 2), kk2[:, :, :1].repeat(64, 2), np.arange(64.0))
+agree("xPos logit q'_10 . k'_3 is the same in windows of 16 and 64 (centring cancels)",
+      xq[0, 0, 10] @ xk[0, 0, 3], xq64[0, 0, 10] @ xk64[0, 0, 3], tol=1e-12)
+
+
+# %% [markdown]
 # ## 4.3 ALiBi slopes
 #
 # **The idea.** ALiBi (Press et al. 2022) adds no vector anywhere. Each head $h$ subtracts from
@@ -530,18 +632,19 @@ agree("query 3's bias row, all 8 heads: -m_h (3 - j)", -m8[:, None] * (3 - np.ar
 
 # %% [markdown]
 # The figure: the penalty against distance for each of the 8 heads (the legend gives each head's
-# slope), and the slopes against the head index for 8, 12 and 16 heads, where the 12-head
-# sequence's jump at head 9 is visible.
+# slope), and the slopes against the head index for 8, 12 and 16 heads (the 12-head model's first
+# 8 slopes sit inside the 8-head model's hollow circles; its jump at head 9 is the interleaving).
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(13, 4))
 dist = np.arange(0, 65)
 for m in m8:
     axes[0].plot(dist, -m * dist, label=f"m = 1/{1 / m:.0f}")
-axes[0].set(title="ALiBi bias, 8 heads", xlabel="distance i - j (positions)", ylabel="bias added to the logit")
+axes[0].set(title="ALiBi bias, 8 heads", xlabel="distance i - j (positions)", ylabel="bias added to the logit (logit units)")
 axes[0].legend(fontsize=8, ncol=2, title="slope m_h")
-for n, mk in [(8, "o"), (12, "s"), (16, "^")]:
-    axes[1].plot(np.arange(1, n + 1), positions.alibi_slopes(n), marker=mk, label=f"{n} heads")
+for n, mk, ms, ls in [(8, "o", 11, "-"), (12, "s", 6, "--"), (16, "^", 6, ":")]:
+    axes[1].plot(np.arange(1, n + 1), positions.alibi_slopes(n), marker=mk, markersize=ms, linestyle=ls,
+                 markerfacecolor="none" if n == 8 else None, label=f"{n} heads")
 axes[1].set_yscale("log", base=2)
 axes[1].set(title="ALiBi slopes (12 heads: get_slopes interleaving)", xlabel="head h", ylabel="slope m_h (log2 scale)")
 axes[1].legend()
@@ -794,19 +897,19 @@ for hh in range(4):
     lab = f"r1={max(r1[hh], 0.01):g}, r2={r2[hh]:g}"
     axes[0].plot(dist64, biases["kerple_log"][hh], label=lab)
     axes[1].plot(dist64, biases["kerple_power"][hh], label=lab)
-axes[0].set(title="KERPLE log: -r1 ln(1 + r2 d)", xlabel="distance d = i - j (positions)", ylabel="bias added to the logit")
-axes[1].set(title="KERPLE power: -r1 d^r2", xlabel="distance d = i - j (positions)", ylabel="bias added to the logit")
+axes[0].set(title="KERPLE log: -r1 ln(1 + r2 d)", xlabel="distance d = i - j (positions)", ylabel="bias added to the logit (logit units)")
+axes[1].set(title="KERPLE power: -r1 d^r2", xlabel="distance d = i - j (positions)", ylabel="bias added to the logit (logit units)")
 for ax in axes[:2]:
     ax.legend(fontsize=8, title="parameters")
 sw_tab = sw.bias({}, 64, None)[0]
 for hh in range(H4):
     axes[2].plot(dist64, sw_tab[hh], label=f"divisor 8h/H = {8 * (hh + 1) / H4:g}")
-axes[2].set(title="Sandwich, d' = 64", xlabel="distance d = i - j (positions)", ylabel="bias added to the logit")
+axes[2].set(title="Sandwich, d' = 64", xlabel="distance d = i - j (positions)", ylabel="bias added to the logit (logit units)")
 axes[2].legend(fontsize=8)
 show = np.where(np.tril(np.ones((T, T))) > 0, dense[0], np.nan)
 im = axes[3].imshow(show, aspect="auto", cmap="viridis", origin="upper")
 axes[3].set(title="FIRE, head 1, untrained MLP (T = 80)", xlabel="key position j", ylabel="query position i")
-fig.colorbar(im, ax=axes[3], label="bias added to the logit")
+fig.colorbar(im, ax=axes[3], label="bias added to the logit (logit units)")
 savefig(fig, FIG, "relative_biases.png")
 
 # %% [markdown]
@@ -973,7 +1076,8 @@ agree(f"the rope_dynamic encoding at L = 256 uses s = {sL:g}",
 # ramp is $\gamma = (0, 0.5, 1, 1)$, which names the three bands:
 #
 # 1. the **extrapolation band**, pair 0 (wavelength 6.3, ten turns per training window): kept,
-#    $\theta'_0 = 1$;
+#    $\theta'_0 = 1$. By the bullets above, 10 turns is "in between" ($1 < 10 < 32$), but the edge
+#    $k(32) = -0.497$ is rounded down to $k_\text{low} = 0$, where $\gamma = 0$;
 # 2. the **ramp band**, pair 1 (wavelength 63, about one turn): halfway,
 #    $\theta'_1 = 0.5 \cdot 0.1 + 0.5 \cdot 0.025 = 0.0625$;
 # 3. the **interpolation band**, pairs 2 and 3 (a tenth of a turn or less): divided by 4,
@@ -1053,7 +1157,8 @@ agree("Llama 3 at D = 64", our_llama3(Dh, base, s, Tt),
 # Each method is a curve $\lambda'_k = 2\pi/\theta'_k$ over the pairs $k$. The figure draws them
 # for $D = 64$, $T_\text{train} = 64$ and an input of $L = 256$ ($s = 4$), taken from tinype's own
 # encodings at that length (`pe.frequencies(256)`), on a log axis, where plain RoPE is a straight
-# line (its wavelengths are geometric). The horizontal lines are $T_\text{train}$ and $L$. Read it
+# line (its wavelengths are geometric). The horizontal lines are $T_\text{train}$ and $L$; where
+# curves coincide, the wide pale ones (PI, YaRN) lie under the thin ones. Read it
 # as follows: a pair whose wavelength is far below $T_\text{train}$ has shown the model all its
 # phases; a pair whose wavelength exceeds $T_\text{train}$ has not, and at length $L$ it needs
 # $\lambda' \ge s\lambda$ to stay within the angles it saw. PI shifts the whole line up by $\log s$;
@@ -1078,8 +1183,9 @@ labels = {"rope": "plain RoPE", "rope_pi": "position interpolation (theta/4)", "
           "rope_dynamic": "dynamic NTK, f = 2 (s = 7 at L = 256)", "rope_yarn": "YaRN (ramp, beta 32..1)",
           "rope_llama3": "Llama 3 (bands at T/4 and T)"}
 fig, ax = plt.subplots(figsize=(9, 5))
-for nm, style in zip(labels, ["-", "--", "-.", ":", "-", "--"]):
-    ax.plot(np.arange(Dh // 2), 2 * np.pi / pes[nm].frequencies(L)[0], style, marker=".", label=labels[nm])
+for nm, style, lw in zip(labels, ["-", "-", "-.", ":", "-", "--"], [1.5, 5, 1.5, 1.5, 3, 1.5]):
+    ax.plot(np.arange(Dh // 2), 2 * np.pi / pes[nm].frequencies(L)[0], style, linewidth=lw, marker=".",
+            alpha=0.45 if lw > 2 else 1.0, label=labels[nm])
 ax.axhline(Tt, color="black", linewidth=1, label=f"T_train = {Tt}")
 ax.axhline(L, color="gray", linewidth=1, linestyle="--", label=f"evaluation length L = {L}")
 ax.set_yscale("log")
@@ -1133,8 +1239,9 @@ savefig(fig, FIG, "rope_wavelengths.png")
 # **The measurement.** (1) tinype's `logn_scale` against the formula, and the compiled attention
 # kernel multiplying row $i$ of the logits by it (logits recovered as in §4.3: identity values,
 # $\ln p + \mathrm{lse}$). (2) The one-key case at $n = 64 \dots 4096$. (3) Random
-# Gaussian queries and keys ($D = 16$, 256 draws, logits $q^\top k/\sqrt{D}$ with a query scale
-# chosen so that attention is fairly peaked at $n = 64$): the entropy of the last query's
+# Gaussian queries and keys ($D = 16$, 256 draws, logits $q^\top k/\sqrt{D}$ with the query
+# scaled by 2, i.e. a logit standard deviation of 2, so that attention is fairly peaked at
+# $n = 64$): the entropy of the last query's
 # attention for $n = 64 \dots 4096$, with and without the factor. The checks ask whether the
 # entropy grows with $n$ without the factor (by at least half of $\ln(4096/64) = 4.16$) and
 # whether the factor keeps it closer to its value at $T_\text{train}$ than no factor does. If the
@@ -1228,6 +1335,10 @@ savefig(fig, FIG, "logn_entropy.png")
 # $f$ still grows without bound: inputs longer than $T_\text{train}$ still produce values never
 # seen in training, only fewer of them. Worked example at $T_\text{train} = 64$: $p = 512$ lands at
 # $p' = 64 \ln 513/\ln 65 = 64 \cdot 6.240/4.174 = 95.7$, i.e. 8x the length becomes 1.5x the range.
+# The map also changes the positions *inside* the training window: its slope at $p = 0$ is
+# $64/\ln 65 = 15.3$, so position 1 lands at $64 \ln 2 / \ln 65 = 10.6$, and the first few
+# positions are spread apart while those near $T_\text{train}$ are squeezed (slope $0.23$ at
+# $p = 64$): the model trains on a distorted sinusoid, not on the plain one.
 # The check compares our $p'$ with `tinype.positions.log_positions`; the printed numbers are the
 # spacing it leaves between neighbours. (Chapters 5 and 9, and the README's lab table, measure what
 # this does to perplexity.) A `[NO ]` would mean tinype's normalisation differs from the formula.
@@ -1237,7 +1348,7 @@ heading("4.14 log(n + 1) as compressed positions")
 pn = np.arange(4097.0)
 ours_lp = 64 * np.log1p(pn) / np.log1p(64)
 agree("log_positions(p, 64) = 64 ln(1 + p) / ln 65", ours_lp, positions.log_positions(pn, 64), tol=1e-12)
-print(f"  p = 512 -> p' = {ours_lp[512]:.1f}; p = 4096 -> p' = {ours_lp[4096]:.1f}")
+print(f"  p = 1 -> p' = {ours_lp[1]:.1f}; p = 512 -> p' = {ours_lp[512]:.1f}; p = 4096 -> p' = {ours_lp[4096]:.1f}")
 print(f"  spacing between neighbours: {ours_lp[65] - ours_lp[64]:.3f} at p = 64, "
       f"{ours_lp[1025] - ours_lp[1024]:.4f} at p = 1024, {ours_lp[4096] - ours_lp[4095]:.5f} at p = 4096 (1 in a plain table)")
 lsin = positions.get("log_sinusoidal")
