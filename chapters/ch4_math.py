@@ -35,11 +35,21 @@ plt = pyplot()
 rng = np.random.default_rng(0)
 
 
-def agree(claim, ours, theirs, tol=1e-12):
+def claim(text, ok, detail=""):
+    """common.check without a return value, so that a notebook cell ending with it echoes nothing."""
+    check(text, ok, detail)
+
+
+def agree(text, ours, theirs, tol=1e-12):
     """Compare our NumPy formula with tinype's result; print max |ours - tinype|."""
     ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
     diff = np.inf if ours.shape != theirs.shape else float(np.max(np.abs(ours - theirs)))
-    return check(claim, diff <= tol, f"max |ours - tinype| = {diff:.1e}, tolerance {tol:.0e}")
+    check(text, diff <= tol, f"max |ours - tinype| = {diff:.1e}, tolerance {tol:.0e}")
+
+
+def save(fig, name):
+    """common.savefig into this chapter's folder (returns nothing, so a notebook cell echoes nothing)."""
+    savefig(fig, FIG, name)
 
 
 def source_has(module, line):
@@ -91,7 +101,7 @@ ours[:, 0::2], ours[:, 1::2] = np.sin(np.outer(P, omega)), np.cos(np.outer(P, om
 table = positions.sinusoidal_table(P, d)
 agree("the table at d = 64 and 512 real positions", ours, table)
 norms = np.linalg.norm(table, axis=1)
-check("every row has norm sqrt(d/2)", np.allclose(norms, np.sqrt(d / 2), atol=1e-12),
+claim("every row has norm sqrt(d/2)", np.allclose(norms, np.sqrt(d / 2), atol=1e-12),
       f"norms in [{norms.min():.12f}, {norms.max():.12f}], sqrt(d/2) = {np.sqrt(d / 2):.12f}")
 
 # %% [markdown]
@@ -124,7 +134,9 @@ check("every row has norm sqrt(d/2)", np.allclose(norms, np.sqrt(d / 2), atol=1e
 # every pair by its own angle. This is the property Vaswani et al. hoped would let a model attend
 # by relative position: a linear layer can learn $R_k$. The check builds $R_7$ from the formula
 # and applies it to tinype's table. If it printed `[NO ]`, the table's pairs would not be
-# (sin, cos) of one angle, i.e. the layout would differ from the one derived here.
+# (sin, cos) of one angle, i.e. the layout would differ from the one derived here; if the second
+# check (orthogonality) did, the matrix built here from the formula would not be a rotation, i.e.
+# the derivation's blocks were written down wrongly.
 
 # %%
 k = 7
@@ -134,7 +146,7 @@ for i, w in enumerate(omega):
     R[2 * i:2 * i + 2, 2 * i:2 * i + 2] = [[c, -s], [s, c]]
 whole = positions.sinusoidal_table(np.arange(600.0), d)
 agree(f"PE[p + {k}] = PE[p] R_{k} for p = 0..592", whole[:-k] @ R, whole[k:], tol=1e-10)
-check("R_7 is orthogonal (R R^T = I)", np.allclose(R @ R.T, np.eye(d), atol=1e-12))
+claim("R_7 is orthogonal (R R^T = I)", np.allclose(R @ R.T, np.eye(d), atol=1e-12))
 
 # %% [markdown]
 # ### 4.1.2 The binary-counter intuition
@@ -166,7 +178,7 @@ fast = np.where(lam < 20000 / 20)[0]
 changes = np.array([np.count_nonzero(np.diff(np.sign(long[:, 2 * i])) != 0) for i in fast])
 measured = 2 * 20000 / changes
 rel = np.abs(measured / lam[fast] - 1)
-check(f"measured periods of the {len(fast)} fastest pairs match 2 pi / omega_i within 2%", rel.max() < 0.02,
+claim(f"measured periods of the {len(fast)} fastest pairs match 2 pi / omega_i within 2%", rel.max() < 0.02,
       f"worst relative error {rel.max():.2%}; periods {lam[fast[0]]:.2f} .. {lam[fast[-1]]:.0f} positions")
 print(f"  consecutive wavelength ratio: {lam[1] / lam[0]:.4f} (10000^(2/d) = {10000 ** (2 / d):.4f}); "
       f"bits: 2")
@@ -207,7 +219,7 @@ Pint = np.arange(512.0)
 article = np.sin(Pint[None, :] / 10000 ** (dims / d)).T           # its formula read charitably: no cosine
 correct = positions.sinusoidal_table(Pint, d)
 a_norm = np.linalg.norm(article, axis=1)
-check("the article's table has varying row norms (a correct table has sqrt(d/2) = 5.66 everywhere)",
+claim("the article's table has varying row norms (a correct table has sqrt(d/2) = 5.66 everywhere)",
       np.ptp(a_norm) > 1.0, f"norms from {a_norm.min():.2f} to {a_norm.max():.2f}")
 
 
@@ -217,7 +229,7 @@ def shift_residual(tab, k=7):
 
 
 r_ok, r_art = shift_residual(correct), shift_residual(article)
-check("a linear map shifts the correct table exactly, but not the sine-only one", r_ok < 1e-8 and r_art > 1e-3,
+claim("a linear map shifts the correct table exactly, but not the sine-only one", r_ok < 1e-8 and r_art > 1e-3,
       f"relative residual {r_ok:.1e} (sin/cos) vs {r_art:.1e} (article)")
 
 # %% [markdown]
@@ -239,7 +251,7 @@ im2 = axes[2].imshow(article[:128].T, aspect="auto", cmap="RdBu", vmin=-1, vmax=
 axes[2].set(title="article 000 §4.1 (charitable reading): sines only", xlabel="position p",
             ylabel="channel i in 10000^(i/d)")
 fig.colorbar(im2, ax=axes[2], label="PE value")
-savefig(fig, FIG, "sinusoid_vs_article.png")
+save(fig, "sinusoid_vs_article.png")
 
 # %% [markdown]
 # ### 4.1.4 The scale of the table: $1/\sqrt{d_\text{model}}$
@@ -266,7 +278,7 @@ heading("4.1.4 The scale of the table")
 scaled = quick_lm("sinusoidal", steps=250)
 full = quick_lm("sinusoidal", steps=250, pe_options={"scale": 1.0})
 a, b = ppl(scaled, 64), ppl(full, 64)
-check("the 1/sqrt(d) table trains to a lower perplexity than the amplitude-1 table", a < b,
+claim("the 1/sqrt(d) table trains to a lower perplexity than the amplitude-1 table", a < b,
       f"{fmt(a)} vs {fmt(b)}")
 emb_norm = np.linalg.norm(scaled.params["wte"], axis=1).mean()
 fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -274,7 +286,7 @@ ax.bar(["token embedding\n(trained, mean norm)", "table / sqrt(d)", "table, ampl
        [emb_norm, np.sqrt(d / 2) / np.sqrt(d), np.sqrt(d / 2)], color=["tab:gray", "tab:blue", "tab:red"])
 ax.set_ylabel("vector norm (no unit)")
 ax.set_title(f"d = 64; perplexity after 250 steps: {fmt(a)} (scaled) vs {fmt(b)} (amplitude 1)")
-savefig(fig, FIG, "embedding_scale.png")
+save(fig, "embedding_scale.png")
 
 # %% [markdown]
 # ### 4.1.5 Learned and randomized positions
@@ -320,13 +332,13 @@ try:
     refused = "no error"
 except ValueError as err:
     refused = str(err)
-check("learned positions refuse T_train + 1 = 7 positions with a clear error", refused != "no error", refused)
+claim("learned positions refuse T_train + 1 = 7 positions with a clear error", refused != "no error", refused)
 rnd = positions.get("randomized_sinusoidal")
 rnd.setup(tinype.ModelConfig(d_model=64, n_head=4, T_train=64))
 g = np.random.default_rng(5)
 draws = np.stack([rnd.positions(64, train=True, rng=g) for _ in range(200)])
 ok_r = bool(np.all(np.diff(draws, axis=1) > 0) and draws.min() >= 0 and draws.max() < 8 * 64)
-check("randomized positions: sorted, distinct, in [0, 8 T_train)", ok_r,
+claim("randomized positions: sorted, distinct, in [0, 8 T_train)", ok_r,
       f"largest drawn position {draws.max():.0f}; mean largest per window {draws[:, -1].mean():.0f}")
 
 
@@ -385,7 +397,7 @@ check("randomized positions: sorted, distinct, in [0, 8 T_train)", ok_r,
 # %%
 heading("4.2 RoPE")
 quoted = "    ya = a * cos - b * sin\n    yb = b * cos + a * sin"
-check("the quoted lines are tinype.reference.apply_rotary's", source_has(tinype.reference, quoted))
+claim("the quoted lines are tinype.reference.apply_rotary's", source_has(tinype.reference, quoted))
 D = 16
 inv, _ = positions.rope_inv_freq(D)
 agree("inv_freq = 10000^(-2k/D)", 10000.0 ** (-2 * np.arange(D // 2) / D), inv)
@@ -436,7 +448,7 @@ for start, style in [(100, "-"), (700, "--")]:
     axes[1].plot(offs, kr @ qr, style, label=f"query at i = {start}")
 axes[1].set(title="(R_i q).(R_j k) depends on j - i only", xlabel="offset j - i (positions)", ylabel="logit q.k (no unit)")
 axes[1].legend()
-savefig(fig, FIG, "rope.png")
+save(fig, "rope.png")
 
 # %% [markdown]
 # ### 4.2.1 Rotate-half and interleaved layouts
@@ -514,7 +526,7 @@ dq, dk = rope.rotate_backward(gq, gk, cache)
 nq = gradcheck.numerical_gradient(loss_qk, qq)
 nk = gradcheck.numerical_gradient(loss_qk, kk2)
 eq, ek = gradcheck.rel_error(dq, nq), gradcheck.rel_error(dk, nk)
-check("rotate_backward matches central differences for q and k", max(eq, ek) < 1e-7,
+claim("rotate_backward matches central differences for q and k", max(eq, ek) < 1e-7,
       f"relative errors {eq:.1e} (q), {ek:.1e} (k)")
 agree("the backward is the rotation by -theta", positions.apply_rope(gq, -pos8, rope.frequencies(8)[0]), dq)
 
@@ -539,8 +551,9 @@ agree("the backward is the rotation by -theta", positions.apply_rope(gq, -pos8, 
 # $0.2857$, at distance 64 by $0.2857^{1/8} = 0.855$.
 #
 # Checks: tinype's rotated $q'$ and $k'$ against ours, and a logit computed in a window of 16 and
-# one of 64 (different centres) being equal. A `[NO ]` in the second would mean the centring leaks
-# into the logits.
+# one of 64 (different centres) being equal. A `[NO ]` in the first would mean another $\zeta$,
+# scale base or centre, or the query's and key's exponents swapped; in the second, that the
+# centring leaks into the logits.
 
 # %%
 xp = positions.get("xpos")
@@ -617,7 +630,7 @@ def our_slopes(n):
 
 
 worst = max(np.max(np.abs(np.array(our_slopes(n)) - positions.alibi_slopes(n))) for n in range(1, 17))
-check("our slopes = alibi_slopes for 1..16 heads", worst < 1e-15, f"max |ours - tinype| = {worst:.1e}")
+claim("our slopes = alibi_slopes for 1..16 heads", worst < 1e-15, f"max |ours - tinype| = {worst:.1e}")
 print("  8 heads :", " ".join(f"1/{1 / m:.0f}" for m in positions.alibi_slopes(8)))
 print("  12 heads:", " ".join(f"{m:.4f}" for m in positions.alibi_slopes(12)),
       f"(monotone: {bool(np.all(np.diff(positions.alibi_slopes(12)) < 0))})")
@@ -648,7 +661,7 @@ for n, mk, ms, ls in [(8, "o", 11, "-"), (12, "s", 6, "--"), (16, "^", 6, ":")]:
 axes[1].set_yscale("log", base=2)
 axes[1].set(title="ALiBi slopes (12 heads: get_slopes interleaving)", xlabel="head h", ylabel="slope m_h (log2 scale)")
 axes[1].legend()
-savefig(fig, FIG, "alibi.png")
+save(fig, "alibi.png")
 
 # %% [markdown]
 # ## 4.4 T5 buckets
@@ -707,9 +720,9 @@ frac = np.log(n / 16) / np.log(128 / 16)
 ours70 = min(31, 16 + int(np.floor(frac * 16)))
 print(f"  ln(70/16) = {np.log(70 / 16):.4f}, ln 8 = {np.log(8):.4f}, x 16 = {frac * 16:.3f}, bucket {ours70}")
 t70 = int(positions.t5_relative_bucket(np.array([-70]), bidirectional=False)[0])
-check("distance 70 (causal): bucket 27 by hand = tinype", ours70 == 27 == t70, f"ours {ours70}, tinype {t70}")
+claim("distance 70 (causal): bucket 27 by hand = tinype", ours70 == 27 == t70, f"ours {ours70}, tinype {t70}")
 tb = positions.t5_relative_bucket(np.array([-70, 70]), bidirectional=True).tolist()
-check("distance 70 bidirectional: 14 before the query, 30 after it", tb == [14, 30], f"tinype {tb}")
+claim("distance 70 bidirectional: 14 before the query, 30 after it", tb == [14, 30], f"tinype {tb}")
 
 
 def our_bucket(n, B=32, exact=16, nmax=128):
@@ -723,7 +736,7 @@ alln = np.arange(4096)
 tin = positions.t5_relative_bucket(-alln, bidirectional=False)
 ob = our_bucket(alln)
 bad = alln[ob != tin]
-check("our formula = tinype at every distance 0..4095", bad.size == 0,
+claim("our formula = tinype at every distance 0..4095", bad.size == 0,
       "all equal" if bad.size == 0 else f"{bad.size} differ, first at distance {bad[0]}")
 starts = [int(alln[tin == bk][0]) for bk in range(16, 32)]
 print("  first distance of buckets 16..31:", starts)
@@ -736,7 +749,7 @@ ax.axvline(16, color="gray", linestyle=":", label="16: end of the exact buckets"
 ax.axvline(128, color="gray", linestyle="--", label="128: max_distance, last bucket from here on")
 ax.set(title="T5 relative position buckets", xlabel="distance i - j (positions)", ylabel="bucket id")
 ax.legend(fontsize=8)
-savefig(fig, FIG, "t5_buckets.png")
+save(fig, "t5_buckets.png")
 
 # %% [markdown]
 # ## 4.5 KERPLE
@@ -910,7 +923,7 @@ show = np.where(np.tril(np.ones((T, T))) > 0, dense[0], np.nan)
 im = axes[3].imshow(show, aspect="auto", cmap="viridis", origin="upper")
 axes[3].set(title="FIRE, head 1, untrained MLP (T = 80)", xlabel="key position j", ylabel="query position i")
 fig.colorbar(im, ax=axes[3], label="bias added to the logit (logit units)")
-savefig(fig, FIG, "relative_biases.png")
+save(fig, "relative_biases.png")
 
 # %% [markdown]
 # ## 4.8 Position interpolation
@@ -1016,7 +1029,7 @@ for L in (32, 64, 100, 256):
     tin_dyn, _ = positions.rope_inv_freq(Dh, base, {"rope_type": "dynamic", "factor": f_dyn,
                                                     "original_max_position_embeddings": Tt}, seq_len=L)
     worst_dyn = max(worst_dyn, np.max(np.abs(ours_dyn - tin_dyn)))
-check("dynamic NTK: base (f L/T - (f-1))^(D/(D-2)) at L = 32, 64, 100, 256", worst_dyn < 1e-15,
+claim("dynamic NTK: base (f L/T - (f-1))^(D/(D-2)) at L = 32, 64, 100, 256", worst_dyn < 1e-15,
       f"max |ours - tinype| = {worst_dyn:.1e}")
 cfg256 = tinype.ModelConfig(d_model=4 * Dh, n_head=4, T_train=Tt, dtype="float64")
 pes = {}
@@ -1177,7 +1190,7 @@ dicts = {"rope": None, "rope_pi": {"rope_type": "linear", "factor": L / Tt},
          "rope_llama3": {"rope_type": "llama3", "factor": L / Tt, "original_max_position_embeddings": Tt}}
 worst_pe = max(np.max(np.abs(pes[nm].frequencies(L)[0] - positions.rope_inv_freq(Dh, base, dct, seq_len=L)[0]))
                for nm, dct in dicts.items())
-check("each rope_* encoding at L = 256 uses rope_inv_freq with its scaling dict", worst_pe < 1e-15,
+claim("each rope_* encoding at L = 256 uses rope_inv_freq with its scaling dict", worst_pe < 1e-15,
       f"max |encoding - rope_inv_freq| = {worst_pe:.1e}")
 labels = {"rope": "plain RoPE", "rope_pi": "position interpolation (theta/4)", "rope_ntk": "NTK-aware (base x 4^(64/62))",
           "rope_dynamic": "dynamic NTK, f = 2 (s = 7 at L = 256)", "rope_yarn": "YaRN (ramp, beta 32..1)",
@@ -1192,7 +1205,7 @@ ax.set_yscale("log")
 ax.set(title=f"RoPE wavelength per pair, D = {Dh}, base 10000, s = L / T_train = {L // Tt}",
        xlabel="pair k (channels k and k + D/2)", ylabel="wavelength 2 pi / theta_k (positions, log scale)")
 ax.legend(fontsize=8)
-savefig(fig, FIG, "rope_wavelengths.png")
+save(fig, "rope_wavelengths.png")
 
 # %% [markdown]
 # ## 4.13 Log-n scaling
@@ -1232,13 +1245,18 @@ savefig(fig, FIG, "rope_wavelengths.png")
 # $a_0 = \ln(T_\text{train} - 1)$, so that $p = 1/2$ at $n = T_\text{train}$ ($= 64$). At $n = 4096$
 # without scaling, $p = 63/(63 + 4095) = 0.015$: the key is lost. With the factor
 # $\lambda = \ln 4096 / \ln 64 = 2$, $e^{2a_0} = 63^2 = 3969$ and $p = 3969/(3969 + 4095) = 0.49$:
-# kept. The exact invariance needs $e^{a_0} \approx T_\text{train}$; the factor keeps a sharper query
+# kept. (The cell prints these weights for $n = 64 \dots 4096$ and checks that with the factor the
+# weight stays within 0.05 of $1/2$ while without it it falls below 0.05; since both follow from the
+# formula above, a `[NO ]` there could only come from a factor that is not $\ln n / \ln 64$.)
+# The exact invariance needs $e^{a_0} \approx T_\text{train}$; the factor keeps a sharper query
 # sharp and lets a flatter one flatten, which is why the argument is a heuristic and the cell
 # measures it.
 #
 # **The measurement.** (1) tinype's `logn_scale` against the formula, and the compiled attention
 # kernel multiplying row $i$ of the logits by it (logits recovered as in §4.3: identity values,
-# $\ln p + \mathrm{lse}$). (2) The one-key case at $n = 64 \dots 4096$. (3) Random
+# $\ln p + \mathrm{lse}$); a `[NO ]` there would mean another factor (e.g. $\ln i$ instead of
+# $\ln(i + 1)$, or no floor at 1) or a kernel that scales the wrong axis (keys instead of
+# queries). (2) The one-key case at $n = 64 \dots 4096$. (3) Random
 # Gaussian queries and keys ($D = 16$, 256 draws, logits $q^\top k/\sqrt{D}$ with the query
 # scaled by 2, i.e. a logit standard deviation of 2, so that attention is fairly peaked at
 # $n = 64$): the entropy of the last query's
@@ -1271,7 +1289,7 @@ p_logn = np.exp(lamn * a0) / (np.exp(lamn * a0) + ns - 1)
 print("  one relevant key, its weight at n =", ns.tolist())
 print("    no factor :", np.round(p_plain, 3).tolist())
 print("    log-n     :", np.round(p_logn, 3).tolist())
-check("one key: the factor keeps its weight within 0.05 of 1/2, without it the weight falls below 0.05",
+claim("one key: the factor keeps its weight within 0.05 of 1/2, without it the weight falls below 0.05",
       np.all(np.abs(p_logn - 0.5) < 0.05) and p_plain[-1] < 0.05, f"at n = 4096: {p_logn[-1]:.3f} vs {p_plain[-1]:.3f}")
 
 
@@ -1294,9 +1312,9 @@ print("  random q, k: mean entropy (nats) of the last query at n =", ns.tolist()
 print("    no factor :", np.round(H_plain, 2).tolist(), f"  (uniform attention would be ln n = {np.round(np.log(ns), 2).tolist()})")
 print("    log-n     :", np.round(H_logn, 2).tolist())
 grow_plain, drift_logn = H_plain[-1] - H_plain[0], abs(H_logn[-1] - H_logn[0])
-check("without the factor the entropy grows by at least half of ln(4096/64)", grow_plain > 0.5 * np.log(64),
+claim("without the factor the entropy grows by at least half of ln(4096/64)", grow_plain > 0.5 * np.log(64),
       f"+{grow_plain:.2f} nats")
-check("with the factor it stays closer to its value at T_train", drift_logn < abs(grow_plain),
+claim("with the factor it stays closer to its value at T_train", drift_logn < abs(grow_plain),
       f"change {H_logn[-1] - H_logn[0]:+.2f} vs {grow_plain:+.2f} nats")
 
 # %%
@@ -1314,7 +1332,7 @@ for ax in axes:
     ax.set_xscale("log", base=2)
     ax.axvline(64, color="black", linewidth=0.8, label="T_train = 64")
     ax.legend(fontsize=8)
-savefig(fig, FIG, "logn_entropy.png")
+save(fig, "logn_entropy.png")
 
 # %% [markdown]
 # ## 4.14 $f(n) = \log(n + 1)$ as compressed positions (article 002 §4)
@@ -1341,7 +1359,9 @@ savefig(fig, FIG, "logn_entropy.png")
 # $p = 64$): the model trains on a distorted sinusoid, not on the plain one.
 # The check compares our $p'$ with `tinype.positions.log_positions`; the printed numbers are the
 # spacing it leaves between neighbours. (Chapters 5 and 9, and the README's lab table, measure what
-# this does to perplexity.) A `[NO ]` would mean tinype's normalisation differs from the formula.
+# this does to perplexity.) A `[NO ]` in the first check would mean tinype's normalisation differs
+# from the formula; in the second, that `log_sinusoidal` does not feed $p'$ to the plain table, or
+# scales it by something other than $1/\sqrt{d}$.
 
 # %%
 heading("4.14 log(n + 1) as compressed positions")
@@ -1367,7 +1387,7 @@ axes[1].axvline(64, color="black", linewidth=0.8)
 axes[1].set(title="log_sinusoidal table (unit amplitude); T_train = 64 at the line", xlabel="position p",
             ylabel="channel")
 fig.colorbar(im, ax=axes[1], label="PE value at p'")
-savefig(fig, FIG, "log_positions.png")
+save(fig, "log_positions.png")
 
 # %% [markdown]
 # ## 4.15 Cross-entropy (article 000 §4.2)
