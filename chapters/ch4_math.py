@@ -1232,9 +1232,18 @@ save(fig, "rope_wavelengths.png")
 #
 # With $\lambda$ fixed, the first term grows with $\ln n$ and the attention spreads: a query trained
 # to pick a few keys among $T_\text{train}$ keeps picking them among $n \gg T_\text{train}$ but with
-# ever less weight. To cancel that growth, let the scale grow like $\ln n$ too,
-# $\lambda \propto \ln n$; normalising so that nothing changes inside the training length gives
-# tinype's factor for the query at 0-based position $i$ (which sees $n = i + 1$ keys):
+# ever less weight. Let the scale grow like $\ln n$ too, $\lambda = \kappa \ln n$, and treat the
+# gap $\Delta = s_\text{max} - \bar s$ as a property of the query that does not depend on $n$:
+#
+# $$
+# \mathcal H \approx \ln n - \kappa \ln n\,\Delta = (1 - \kappa\Delta)\ln n .
+# $$
+#
+# The growth is cancelled exactly when $\kappa\Delta = 1$ and reduced whenever
+# $0 < \kappa\Delta < 2$. Choosing $\kappa = 1/\ln T_\text{train}$, so that $\lambda = 1$ at the
+# training length and training is untouched, gives tinype's factor for the query at 0-based
+# position $i$ (which sees $n = i + 1$ keys); exact cancellation then corresponds to
+# $\Delta = \ln T_\text{train}$, a query that was sharp in training:
 #
 # $$
 # \lambda_i = \max\!\Big(1,\ \frac{\ln(i + 1)}{\ln T_\text{train}}\Big) .
