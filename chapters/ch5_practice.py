@@ -209,17 +209,34 @@ for order, expected in hand.items():
           f"tinype {float(h_T[0, 0]):.6f}, |difference| = {err:.1e}")
 
 # %% [markdown]
-# Those two update lines are in tinype's source as `c_new = f * c + i * g` and `h_new = o * tc` (with
-# `tc = np.tanh(c_new)`). The next cell reads tinype/classify.py and asserts that they are still there,
-# so this pointer cannot silently go stale. It then counts the rebuilt classifier's LSTM parameters
+# **The same recurrence, backwards.** Training needs $\partial \mathcal{L} / \partial c_{t-1}$ from
+# $\partial \mathcal{L} / \partial c_t$. Differentiating $c_t = f_t \odot c_{t-1} + i_t \odot g_t$ and
+# $h_t = o_t \odot \tanh(c_t)$ (with $\delta c_t$ short for the total gradient reaching $c_t$):
+#
+# $$ \delta c_t = \frac{\partial \mathcal{L}}{\partial c_t}\Big|_{\text{from later steps}}
+#    + \delta h_t \odot o_t \odot \big(1 - \tanh^2 c_t\big), \qquad
+#    \delta c_{t-1} \mathrel{+}= \delta c_t \odot f_t . $$
+#
+# The cell passes its gradient back multiplied only by the forget gate, with no squashing
+# nonlinearity in between: that is why an LSTM can carry both information and gradient across many
+# steps, and it is the recurrence, again, that orders the inputs. tinype/classify.py writes these as
+# `dc_new = mt * dc + dh_new * o * (1 - tc * tc)` and `dc = (1 - mt) * dc + dc_new * f` (`mt` is the
+# padding mask, 1 on real steps); the exercises in chapters/exercises/ ask you to write the forward
+# step yourself.
+#
+# The forward's two update lines are in tinype's source as `c_new = f * c + i * g` and
+# `h_new = o * tc` (with `tc = np.tanh(c_new)`). The next cell reads tinype/classify.py and asserts
+# that these and the two backward lines are still there, so the pointers cannot silently go stale. It then counts the rebuilt classifier's LSTM parameters
 # against $4H(E+H+1)$, and, where PyTorch is installed, against `torch.nn.LSTM` (expecting its
 # $4H(E+H+2)$ because of the second bias).
 
 # %%
 source = open(classify.__file__, encoding="utf-8").read()
-for line in ("c_new = f * c + i * g", "tc = np.tanh(c_new)", "h_new = o * tc"):
+for where, line in (("lstm_forward", "c_new = f * c + i * g"), ("lstm_forward", "tc = np.tanh(c_new)"),
+                    ("lstm_forward", "h_new = o * tc"), ("lstm_backward", "dc_new = mt * dc + dh_new * o * (1 - tc * tc)"),
+                    ("lstm_backward", "dc = (1 - mt) * dc + dc_new * f")):
     assert line in source, f"tinype/classify.py no longer contains {line!r}: update this chapter"
-    print(f"  tinype/classify.py, lstm_forward:  {line}")
+    print(f"  tinype/classify.py, {where}:  {line}")
 E, H = 64, 128
 clf_probe = LSTMClassifier(5, embed=E, hidden=H, dense=64, seed=0)
 n_lstm = sum(clf_probe.params[k].size for k in ("lstm.wx", "lstm.wh", "lstm.b"))
@@ -353,6 +370,15 @@ check("the pretrained Transformer beats the one trained from scratch for the sam
       f"{gain:+.1%}")
 
 # %% [markdown]
+# **What it means.** The printed table compares models that differ in more than one way (the LSTMs
+# trained 100 steps at a learning rate of $5 \cdot 10^{-3}$, the Transformers 120 steps at
+# $3 \cdot 10^{-3}$), so it does not rank LSTMs against Transformers; it answers two narrower
+# questions. Does the article's positional encoding help its LSTM? The printed difference and its
+# noise answer that, and the recurrence of 5.2 predicts "no". Does pretraining help, at equal
+# fine-tuning budget? The second check answers that. If it prints `[NO ]`, 300 steps of language
+# modelling were not enough to give the trunk features that 120 steps of supervised training do not
+# find by themselves; the gap printed beside it says by how much.
+#
 # ## 5.5 Article 002's snippet
 #
 # ```python
@@ -548,6 +574,18 @@ print("  the article's claim stands only where both checks of a reading print [y
 # more keys; whether that helps depends on whether flattening was the problem. For ALiBi, whose bias
 # already suppresses distant keys, the run above says whether sharpening adds anything. Either way the
 # decision comes from the table, not from the article's argument, which offered none.
+#
+# **Questions to answer in words before moving on:**
+#
+# 1. In the worked LSTM example, $W_h = 0$, so no hidden state feeds back into the gates. Which part of
+#    the step still made the two orders differ? Can you choose weights for which the two orders give
+#    the same $h_2$, and what could such an LSTM no longer do?
+# 2. Reading 1 maps position 1023 to 106.27. Which of the sinusoid's frequency pairs see a value there
+#    that they never saw in training, and which see values crowded closer than in training?
+# 3. Log-n scaling leaves every logit inside $T_{train}$ untouched. Why does that make it cheap to test
+#    (no retraining) but also weak as a fix (the model never learned to use sharpened attention)?
+# 4. Article 002 §9 admits the method "cannot completely solve" extrapolation. Which row of the table
+#    above would you show the author, and what would you claim from it?
 #
 # The figure: left, the classifiers of 5.3 and 5.4 (chance dashed); right, the perplexity table,
 # log-n variants dashed.

@@ -81,6 +81,16 @@ T_TRAIN = tinype.ModelConfig().T_train                         # 64 bytes: every
 # (where $e^{-10} \approx 4.5 \cdot 10^{-5}$). With 4 heads the slopes are $2^{-2}, 2^{-4}, 2^{-6}, 2^{-8}$
 # and the windows 40, 160, 640 and 2560 bytes: three of the four heads read a window that a 1024-byte
 # text only repeats, much like the chunk baseline below. The cell computes these counts from tinype.
+#
+# A second, blunter measure of novelty: how close does a new position's sinusoidal vector come to
+# any trained one? Every row of the table has the same norm $\sqrt{d/2}$ (each pair contributes
+# $\sin^2 + \cos^2 = 1$), so closeness is the cosine
+#
+# $$ \mathrm{sim}(p) = \max_{0 \le q < T_{train}} \frac{PE(p) \cdot PE(q)}{d/2}
+#    = \max_{q} \frac{2}{d} \sum_{k} \cos\big((p - q)\,\omega_k\big), $$
+#
+# which is 1 for $p < T_{train}$ and falls as $p$ leaves the trained range: the model meets a vector
+# pointing where no training vector pointed. The cell prints it for a few positions.
 
 # %%
 heading("6.1 Long-text classification: trained on 64 bytes, tested on up to 1024")
@@ -89,6 +99,10 @@ for what, dim in (("sinusoid, d = 64", 64), ("RoPE, head width 16", 16)):
     new = np.nonzero(periods > T_TRAIN)[0]
     print(f"  {what}: {len(new)} of {len(periods)} frequency pairs have a period > {T_TRAIN} bytes "
           f"(k = {new.min()}..{new.max()}); the longest is {periods.max():,.0f} bytes")
+table = tinype.positions.sinusoidal_table(np.arange(9 * T_TRAIN), 64)                # (576, 64), unit amplitude
+sim = (table[T_TRAIN:] @ table[:T_TRAIN].T).max(axis=1) / 32                        # (512,) best cosine
+print("  sinusoid: best cosine to a trained position at p = "
+      + ", ".join(f"{p}: {sim[p - T_TRAIN]:.3f}" for p in (64, 128, 256, 575)))
 slopes = tinype.positions.alibi_slopes(tinype.ModelConfig().n_head)
 print(f"  ALiBi, 4 heads: slopes {slopes.tolist()}, windows 10 / m = {(10 / slopes).round().astype(int).tolist()} bytes")
 
@@ -171,6 +185,14 @@ for pe in ("sinusoidal", "rope", "alibi"):
 # positions, can do. An encoding that reads long texts *worse* than its own chunks has learned
 # features that break beyond $T_{train}$; one that reads them better is combining evidence across
 # chunks.
+#
+# The counts at the top of 6.1 predict where to look. A sinusoidal model meets 23 slow frequency
+# pairs at values it never saw once it reads past byte 64, and in every chunk it meets none: if the
+# printed lines show its whole-text accuracy falling while its chunked accuracy rises, that is the
+# unseen-phase effect in a single measurement, since the texts and the weights are the same and only
+# the positions differ. RoPE meets unseen angles only in the 5 slow pairs of each head and only for
+# distances beyond 64; ALiBi meets nothing new at all, so for those two the whole-text and chunked
+# readings may well be close.
 #
 # ## 6.2 Generation past the training length
 #
@@ -333,6 +355,12 @@ print(f"  RoPE: {r_in:.0%} in distribution, {r_far:.0%} at 4x-9x: "
 #    ALiBi model that reads the whole text?
 # 4. ALiBi's widest head reads about 2560 bytes. Would you expect its classification accuracy to keep
 #    rising past 1024 bytes, and what would you change in 6.1 to find out?
+#
+# **Summary.** Both applications that article 002 names and that can be measured here are length
+# problems, and the run above tests each against a baseline that needs no extrapolation: chunking for
+# classification, the in-distribution band for generation. An encoding earns the article's praise only
+# where it beats that baseline beyond $T_{train}$. Chapter 7 turns to the tools that make such runs
+# fast; the exercises in chapters/exercises/ let you rebuild the pieces used here.
 #
 # The figure: left, accuracy against text length for the whole-text reading (solid) and the chunked
 # reading (dashed); right, the real-word share by band, with the ceiling and floor as lines.
