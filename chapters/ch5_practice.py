@@ -228,7 +228,9 @@ for order, expected in hand.items():
 # `h_new = o * tc` (with `tc = np.tanh(c_new)`). The next cell reads tinype/classify.py and asserts
 # that these and the two backward lines are still there, so the pointers cannot silently go stale. It then counts the rebuilt classifier's LSTM parameters
 # against $4H(E+H+1)$, and, where PyTorch is installed, against `torch.nn.LSTM` (expecting its
-# $4H(E+H+2)$ because of the second bias).
+# $4H(E+H+2)$ because of the second bias). A `[NO ]` on the first would mean the rebuilt layer is not
+# the size of the article's `LSTM(128)` (a missing gate, or a second bias as in PyTorch); on the
+# second, that PyTorch's layout differs from the one described here.
 
 # %%
 source = open(classify.__file__, encoding="utf-8").read()
