@@ -189,8 +189,10 @@ check("exactly the errata's two names are undefined", sorted(namespace.undefined
 # *Input $(0, 1)$, the same two numbers in the other order.* Step 1: $z = 0$, $g = 0$, so
 # $c_1 = h_1 = 0$. Step 2 is the first example's step 1: $c_2 = 0.3$, $h_2 = 0.218484$.
 #
-# Same inputs, different order, final states $0.074443$ versus $0.218484$: the forget gate halved the
-# early input's contribution once more. No position was added anywhere.
+# Same inputs, different order, final states $0.074443$ versus $0.218484$, for two reasons: the forget
+# gate halved the early input's share of the cell once more ($c_2 = 0.15$ instead of $0.3$), and the
+# output gate is set by the current input ($o_2 = \tfrac12$ after a 0, $\tfrac34$ after a 1). No
+# position was added anywhere.
 #
 # The code runs tinype's `lstm_forward` (tinype/classify.py, float64) on both orders and compares with
 # these hand values. The check fails if tinype's gate order, gate functions or state update differ
