@@ -132,12 +132,17 @@ class Exercise:
         diff = np.abs(received.astype(np.float64) - expected.astype(np.float64))
         diff = np.where(np.isnan(diff), np.inf, diff)
         at = tuple(int(i) for i in np.unravel_index(np.argmax(diff), diff.shape)) if diff.ndim else ()
-        with np.printoptions(precision=5, threshold=16, edgeitems=2, linewidth=100):
-            lines = [f"{head} is wrong: {measure}",
-                     f"  reproduce: {self.snippet(pick)}",
-                     f"  worst entry {at}: expected {expected[at].item()!r}, received {received[at].item()!r}",
-                     f"  expected: {np.array2string(expected)}".replace("\n", "\n            "),
-                     f"  received: {np.array2string(received)}".replace("\n", "\n            ")]
+        lines = [f"{head} is wrong: {measure}",
+                 f"  reproduce: {self.snippet(pick)}",
+                 f"  worst entry {at}: expected {expected[at].item()!r}, received {received[at].item()!r}"]
+        with np.printoptions(precision=5, threshold=16, edgeitems=3, linewidth=100, suppress=True):
+            if expected.size <= 24:
+                lines += [f"  expected: {np.array2string(expected)}".replace("\n", "\n            "),
+                          f"  received: {np.array2string(received)}".replace("\n", "\n            ")]
+            elif expected.ndim >= 2:                 # the row of the worst entry
+                row = at[:-1]
+                lines += [f"  row {row}, expected: {np.array2string(expected[row])}",
+                          f"  row {row}, received: {np.array2string(received[row])}"]
         lines += ["  hint: " + h for h in hints(received, expected, forward, scales, others, mistakes, what)]
         pytest.fail("\n".join(lines), pytrace=False)
 
@@ -153,7 +158,7 @@ def hints(received, expected, forward=None, scales=None, others=None, mistakes=N
         out = []
     elif np.linalg.norm(expected) > 0 and _close(received, -expected):
         out = ["your answer is exactly the expected one with the opposite sign: a minus is missing or "
-               "one too many (check each sign of the steps, e.g. which half of rotate_half is negated)"]
+               "one too many (check the sign of each step)"]
     else:
         out = []
     if forward is not None and _close(received, forward):

@@ -15,7 +15,7 @@ def train_steps(model, optimizer, batches, lrs, grad_clip=1.0):
     lrs: one learning rate per batch; grad_clip: the global gradient-norm limit.
     Returns the list of losses (floats), one per batch, measured BEFORE that batch's update.
 
-    Steps, for each batch and its learning rate:
+    Steps: for each batch and its learning rate
       1. the loss of the batch (model.loss)
       2. the gradients (model.backward)
       3. clip their global norm (tinype.clip_grad_norm)
