@@ -585,8 +585,8 @@ def _rel(a, b):
 def check_piece(folder, piece, seed=0, tol=1e-6, overrides=None):
     """One forward + backward + AdamW step of a small quick-model batch with only `piece` from
     `folder`, against tinype's own. Returns (None, 0.0) when they agree, else (first tensor that
-    differs, its relative error), the tensors in the order loss, gradients (parameter order),
-    parameters after the step."""
+    differs, its relative error), the tensors in the order: the loss, the gradients (in the order
+    the backward computes them), the parameters after the step."""
     pe, mult = _PIECE_CHECKS[piece]
     mcfg, tcfg, batches, lrs = _setup(pe, 1, 4, seed, overrides=overrides)
     x, y = batches[0]
@@ -598,7 +598,9 @@ def check_piece(folder, piece, seed=0, tol=1e-6, overrides=None):
         model, opt = _fresh(mcfg, tcfg, seed)
         out = [("the loss", np.array(model.loss(x, y)))]
         grads = {k: v.copy() for k, v in model.backward().items()}
-        out += [(f"the gradient of {k}", g) for k, g in grads.items()]
+        # in the order the backward computes them (the loss end first), so the first one that
+        # differs sits just below the piece that made it differ
+        out += [(f"the gradient of {k}", grads[k]) for k in reversed(list(grads))]
         opt.step(grads, lrs[0])
         out += [(f"{k} after one AdamW step", p.copy()) for k, p in model.parameters().items()]
         return out
