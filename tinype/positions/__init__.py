@@ -132,6 +132,12 @@ def _resolve(key):
     return _REGISTRY[name]
 
 
+def canonical(name):
+    """The spelling of a PE name to store and compare: registered names lower-cased, module paths
+    kept as they are (a file or class name is case-sensitive). "ROPE+logn" -> "rope+logn"."""
+    return "+".join(k.strip() if ":" in k else k.strip().lower() for k in str(name).split("+"))
+
+
 def get(name, **options):
     """A new positional encoding by name, e.g. get("sinusoidal", scale=1.0) or get("rope+logn").
 
@@ -161,6 +167,6 @@ def get(name, **options):
         raise ValueError(f"{name}: a part cannot be built without options: {err}") from None
 
 
-__all__ = ["available", "get", "register", "unregister", "sinusoidal_table", "alibi_slopes", "rope_inv_freq", "rope_tables", "apply_rope",
+__all__ = ["available", "canonical", "get", "register", "unregister", "sinusoidal_table", "alibi_slopes", "rope_inv_freq", "rope_tables", "apply_rope",
            "t5_relative_bucket", "logn_scale", "log_positions", "PositionalEncoding", "EVAL_TIME_VARIANTS"] + \
           [cls.__name__ for cls in _FAMILIES] + ["Combined"]
