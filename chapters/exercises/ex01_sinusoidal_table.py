@@ -17,7 +17,8 @@ def sinusoidal_table(positions, dim, base=10000.0):
 
     Steps:
       1. the even channel indices 2i = 0, 2, 4, ... (ceil(dim / 2) of them)
-      2. the angle of position p in pair i: p divided by base raised to (2i / dim); shape (N, ceil(dim/2))
+      2. the angle of position p in pair i: p times a frequency that falls geometrically with i,
+         from 1 (i = 0) towards 1/base (the last pair); shape (N, ceil(dim/2))
       3. an (N, dim) output: sines into the even columns, cosines into the odd columns
          (an odd dim has one cosine fewer than sines)
     """

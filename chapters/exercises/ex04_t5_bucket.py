@@ -18,8 +18,8 @@ def t5_bucket(relative_position, bidirectional, num_buckets=32, max_distance=128
          num_buckets // 2; continue with |j - i| and the halved bucket count.
          causal: only the past counts; the distance is i - j, and future keys get distance 0
       2. max_exact = (remaining buckets) // 2: a distance below it is its own bucket
-      3. larger distances: max_exact + (log(d / max_exact) / log(max_distance / max_exact))
-         times the buckets left, truncated to an int, capped at the last bucket.
+      3. larger distances share the buckets left, spaced logarithmically: log(d / max_exact), scaled
+         so that d = max_distance reaches the last bucket; truncate to an int, cap at the last bucket.
          Take the log in float32, as transformers does, or a few distances land one bucket off.
     """
     raise NotImplementedError("exercise ex04 (t5_bucket) is not done yet: write it in chapters/exercises/ex04_t5_bucket.py")

@@ -16,7 +16,8 @@ def logn_factor(T, T_train):
 
     Steps:
       1. query i attends over n = i + 1 keys
-      2. its softmax entropy grows like ln n; the factor is the ratio of ln n to the trained ln T_train
+      2. its softmax entropy grows like ln n; pick the factor that scales the logits enough to bring
+         that growth back to what the model saw at n = T_train (the chapter derives it)
       3. inside the training length nothing may change: the factor never goes below 1
     """
     return np.maximum(1.0, np.log(np.arange(1, T + 1)) / np.log(T_train))

@@ -16,9 +16,9 @@ def layernorm_backward(dout, x, w, eps=1e-5):
       1. recompute mean, rstd = 1/sqrt(var + eps) and xhat from x (the forward's steps)
       2. dw and db from out = xhat * w + b
       3. dxhat = dout * w
-      4. dx: xhat depends on x directly and through the mean and the variance of the row; the
-         two indirect paths contribute one row mean each (of dxhat, and of dxhat * xhat times xhat).
-         Finish with the rstd factor.
+      4. dx: xhat depends on x directly and through the mean and the variance of the row; each of
+         the two indirect paths contributes a term with a row mean in it: derive both (the chapter
+         section does it step by step), then collect the rstd factor.
     """
     mean = x.mean(axis=-1, keepdims=True)
     rstd = 1.0 / np.sqrt(x.var(axis=-1, keepdims=True) + eps)
