@@ -648,6 +648,7 @@ class Comparison:
     culprits: list = field(default_factory=list)    # [(piece, first tensor, rel. error)]
     figure: object = None
     tol: float = 1e-5
+    folder: str = ""
 
     @property
     def agree(self):
@@ -667,7 +668,7 @@ class Comparison:
                          f"> {self.tol:g})")
         for piece, tensor, err in self.culprits:
             lines.append(f"piece {piece} differs from tinype's: first at {tensor} (relative error {err:.1e}); "
-                         f"grade it: python chapters/exercises/grade.py {piece}")
+                         f"grade it: python chapters/exercises/grade.py {PIECES[piece][0]} --dir {self.folder}")
         if self.first_step is not None and not self.culprits:
             lines.append("every piece agrees on its own, so the difference is in the training loop "
                          "(exercise 21, train_steps)")
@@ -710,7 +711,7 @@ def compare_training(folder, steps=80, batch_size=8, pe="rope", seed=0, figure=N
     finally:
         _restore_report(saved)
     yours = (yours + [float("nan")] * steps)[:steps]
-    result = Comparison(steps, own, yours, pieces, loop, tol=tol)
+    result = Comparison(steps, own, yours, pieces, loop, tol=tol, folder=folder)
     for s, (a, b) in enumerate(zip(yours, own)):
         if not abs(a - b) <= tol * abs(b):
             result.first_step = s
@@ -728,19 +729,27 @@ def _plot(result, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     steps = np.arange(result.steps)
     ax.plot(steps, result.own, lw=2.5, color="0.6", label="tinype's own pieces")
     ax.plot(steps, result.yours, lw=1.2, ls="--", color="C3",
-            label=f"your pieces ({len(result.pieces)}) and loop: {result.loop.split(' (')[0]}")
+            label=f"your pieces ({len(result.pieces)}), loop: {result.loop.split(' (')[0]}")
+    own, yours = np.asarray(result.own), np.asarray(result.yours)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.abs(yours - own) / np.abs(own)
+    ax2.semilogy(steps, np.maximum(rel, 1e-17), color="C3", lw=1.2, label="|yours - tinype's| / tinype's")
+    ax2.axhline(result.tol, color="k", lw=0.8, ls="--", label=f"tolerance {result.tol:g} (float32)")
     if result.first_step is not None:
-        ax.axvline(result.first_step, color="k", lw=0.8, ls=":",
-                   label=f"first step that differs ({result.first_step})")
-    ax.set_xlabel("training step")
+        for a in (ax, ax2):
+            a.axvline(result.first_step, color="k", lw=0.8, ls=":",
+                      label=f"first step that differs ({result.first_step})" if a is ax else None)
     ax.set_ylabel("training loss (nats per byte)")
     ax.set_title("The quick model trained on your pieces vs tinype's" +
                  (": the same curve" if result.agree else ": they differ"))
     ax.legend()
+    ax2.set_xlabel("training step")
+    ax2.set_ylabel("relative difference")
+    ax2.legend(fontsize=8)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
