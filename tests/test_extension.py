@@ -154,3 +154,17 @@ def test_canonical_keeps_the_case_of_module_paths():
     assert positions.canonical(" ROPE+LogN ") == "rope+logn"
     assert positions.canonical(f"{P_ROPE}:PartialRoPE+LOGN") == f"{P_ROPE}:PartialRoPE+logn"
     assert type(positions.get(positions.canonical(f"{P_ROPE}:PartialRoPE"))).__name__ == "PartialRoPE"
+    # and a class name that a command line lower-cased is still found (when the match is unique)
+    assert type(positions.get(f"{P_ROPE}:partialrope")).__name__ == "PartialRoPE"
+
+
+def test_the_command_line_trains_an_encoding_given_by_module_path(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "tinype.cli", "train", "--pe", f"{P_ROPE}:PartialRoPE", "--steps", "2",
+                        "--n-layer", "1", "--d-model", "16", "--n-head", "2", "--context", "8", "--batch-size", "2",
+                        "--eval-every", "0", "--ckpt-every", "0", "--out", str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert os.path.exists(tmp_path / "run" / "ckpt.npz")
+    r = subprocess.run([sys.executable, "-m", "tinype.cli", "train", "--pe", f"{tmp_path}/nope.py:X", "--steps", "1"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode != 0 and "no file" in r.stderr and "Traceback" not in r.stderr

@@ -115,6 +115,10 @@ def _load_path(spec):
             raise ValueError(f"{spec!r}: cannot import module {where!r}: {type(err).__name__}: {err}") from None
     cls = getattr(module, attr, None)
     if cls is None:
+        # a command line may have lower-cased the name: accept a unique case-insensitive match
+        matches = [v for k, v in vars(module).items() if k.lower() == attr.lower() and isinstance(v, type)]
+        cls = matches[0] if len(matches) == 1 else None
+    if cls is None:
         raise ValueError(f"{spec!r}: {where} defines no {attr!r}")
     if not (isinstance(cls, type) and issubclass(cls, PositionalEncoding)):
         raise ValueError(f"{spec!r}: {attr} is not a subclass of tinype.positions.PositionalEncoding")
