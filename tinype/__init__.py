@@ -3,6 +3,8 @@
 NumPy layers with hand-written backward passes, Cython kernels with NumPy twins, every major
 positional encoding, and an experiment lab. Start with the README, then chapters/.
 """
+import os as _os
+
 from . import gradcheck, kernels, positions
 from .config import PRESETS, ModelConfig, TrainConfig, preset
 from .data import Corpus, decode, encode
@@ -11,9 +13,19 @@ from .model import Transformer
 from .optim import AdamW, clip_grad_norm, lr_at
 from .sample import generate
 from .train import load_model, train
+from .exercises import use_exercises
 
 __version__ = "0.1.0"
 
 __all__ = ["AdamW", "Corpus", "ModelConfig", "PRESETS", "TrainConfig", "Transformer", "clip_grad_norm",
            "decode", "encode", "evaluate_lm", "generate", "gradcheck", "kernels", "load_model", "lr_at",
-           "positions", "preset", "train"]
+           "positions", "preset", "train", "use_exercises"]
+
+# TINYPE_EXERCISES=<folder>: tinype calls the finished exercise pieces in that folder (see
+# tinype.exercises). A folder that does not exist is a warning, not an error at import.
+if _os.environ.get("TINYPE_EXERCISES"):
+    import warnings as _warnings
+    try:
+        use_exercises(_os.environ["TINYPE_EXERCISES"], quiet=False)
+    except ValueError as _err:
+        _warnings.warn(f"TINYPE_EXERCISES: {_err}; tinype uses its own pieces", RuntimeWarning)

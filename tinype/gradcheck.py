@@ -3,6 +3,7 @@
     numerical_gradient(f, x)             the gradient of sum(f() * dout) w.r.t. x, entry by entry
     check_layer(forward, backward, args) every analytic gradient of a forward/backward pair
     check_model(model, idx, targets)     every parameter gradient of a whole model
+    check_encoding("my_pe")              every gradient of a positional encoding, in one call
     assert_close(name, analytic, numerical, tol)   a failure message that says where and by how much
 
 Use float64: with h = 1e-5 the truncation error of central differences is O(h^2) ~ 1e-10 and the
@@ -134,4 +135,80 @@ def check_model(model, idx, targets, max_entries=None, h=3e-4, order=4, tol=DEFA
         if indices is not None:
             analytic, num = analytic.reshape(-1)[indices], num.reshape(-1)[indices]
         errors[name] = assert_close(name, analytic, num, tol, atol)
+    return errors
+
+
+def check_encoding(pe, T=6, d_model=8, n_head=2, causal=True, seed=0, tol=DEFAULT_TOL, model=True,
+                   max_entries=24):
+    """Check every gradient of a positional encoding in one call (float64, central differences).
+
+    pe: a registered name or module path ("rope", "my_pe", "path/to/my_pe.py:MyPE"), a
+    PositionalEncoding class, or an instance (it is set up for a tiny model here).
+    Checks each hook the encoding implements, against a random upstream gradient:
+      embed        embed_backward's gradients of the PE's parameters
+      rotate       rotate_backward's dq and dk
+      bias         bias_backward's gradients of the PE's parameters
+    and then (model=True) every parameter gradient of a 1-layer float64 Transformer that uses it
+    (check_model, at most max_entries random entries per parameter).
+    Returns {what: relative error}; raises AssertionError naming the hook and the worst entry.
+    """
+    from .config import ModelConfig
+    from .model import Transformer
+    from . import positions as registry
+
+    if isinstance(pe, str):
+        pe = registry.get(pe)
+    elif isinstance(pe, type):
+        pe = pe()
+    if not isinstance(pe, registry.PositionalEncoding):
+        raise TypeError(f"check_encoding needs a PE name, class or instance, got {type(pe).__name__}")
+    config = ModelConfig(n_layer=1, d_model=d_model, n_head=n_head, T_train=T, pe="nope", dtype="float64",
+                         causal=causal)
+    pe.setup(config)
+    rng = np.random.default_rng(seed)
+    # parameters moved off their initial values, so that a zero-initialised table is no easy case
+    params = {k: np.asarray(v, np.float64) + 0.1 * rng.standard_normal(np.shape(v))
+              for k, v in pe.init_params(np.random.default_rng(seed)).items()}
+    pos = pe.positions(T)
+    errors = {}
+    label = pe.describe()
+
+    emb = pe.embed(params, pos)
+    if emb is not None:
+        dtable = rng.standard_normal(np.shape(emb[0]))
+        grads = pe.embed_backward(params, dtable, emb[1])
+        for name, p in params.items():
+            num = numerical_gradient(lambda: pe.embed(params, pos)[0], p, dtable)
+            errors[f"embed: {name}"] = assert_close(f"{label} embed -> {name}", grads.get(name, 0 * p), num, tol,
+                                                    atol=1e-10)
+    D = d_model // n_head
+    q = rng.standard_normal((1, n_head, T, D))
+    k = rng.standard_normal((1, n_head, T, D))
+    rot = pe.rotate(q, k, pos)
+    if rot is not None:
+        dq2, dk2 = rng.standard_normal(q.shape), rng.standard_normal(k.shape)
+        dq, dk = pe.rotate_backward(dq2, dk2, rot[1])
+        dout = np.concatenate([dq2.ravel(), dk2.ravel()])
+
+        def rotated():
+            (a, b), _ = pe.rotate(q, k, pos)
+            return np.concatenate([np.ravel(a), np.ravel(b)])
+        errors["rotate: dq"] = assert_close(f"{label} rotate -> dq", dq, numerical_gradient(rotated, q, dout), tol)
+        errors["rotate: dk"] = assert_close(f"{label} rotate -> dk", dk, numerical_gradient(rotated, k, dout), tol)
+    bias = pe.bias(params, T, pos)
+    if bias is not None and params:
+        dtable = rng.standard_normal(np.shape(bias[0]))
+        grads = pe.bias_backward(params, dtable, bias[1])
+        for name, p in params.items():
+            num = numerical_gradient(lambda: pe.bias(params, T, pos)[0], p, dtable)
+            errors[f"bias: {name}"] = assert_close(f"{label} bias -> {name}", grads.get(name, 0 * p), num, tol,
+                                                   atol=1e-10)
+    if model:
+        m = Transformer(config, seed=seed)
+        m.pe = pe
+        m.params = m._init_params(np.random.default_rng(seed))
+        idx = rng.integers(0, config.vocab_size, size=(2, T))
+        targets = rng.integers(0, config.vocab_size, size=(2, T))
+        for name, err in check_model(m, idx, targets, max_entries=max_entries, tol=tol).items():
+            errors[f"model: {name}"] = err
     return errors

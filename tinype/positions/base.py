@@ -10,6 +10,17 @@ Every hook that depends on learned parameters has a backward returning their gra
 keyed like init_params. Parameters live in the model's dict under "pe.<name>"; the hooks receive
 the PE's own sub-dict with the prefix stripped.
 
+Writing your own (the public extension API; exercise 22 is a worked example):
+    @tinype.positions.register("my_pe")          # or register("my_pe", MyPE) after the class
+    class MyPE(tinype.positions.PositionalEncoding):
+        def rotate(self, q, k, positions): ...   # override only the hooks you need, each with
+        def rotate_backward(self, dq, dk, cache): ...   # its backward when it has one
+    tinype.gradcheck.check_encoding("my_pe")     # every gradient, in one call
+    tinype.ModelConfig(pe="my_pe")               # or pe="path/to/my_pe.py:MyPE" without registering
+    tinype lab --pe my_pe   /   tinype lab --pe path/to/my_pe.py:MyPE
+Options given to get(name, **options) reach __init__; setup(config) sees the model's dimensions
+before init_params. A rotate hook receives q and k in the model's dtype and must return that dtype.
+
 Shape letters: B batch, H heads, T time, D head dim, C model width.
 """
 import numpy as np

@@ -1,0 +1,27 @@
+"""Reference solution of exercise 20 (core): lstm_step.
+
+Read first: chapters/ch5_practice.py, section "The LSTM step"
+Grade it:   python chapters/exercises/grade.py ex20
+Plugs into: graded on its own: your steps must reproduce tinype.classify.lstm_forward
+"""
+import numpy as np
+
+
+def lstm_step(x, h, c, wx, wh, b):
+    """One step of an LSTM (article 000's model), gates in the order i, f, g, o.
+
+    x: (B, I) this step's input; h, c: (B, H) the previous hidden and cell state;
+    wx: (I, 4H); wh: (H, 4H); b: (4H,).   Returns (h', c'), each (B, H).
+
+    Steps:
+      1. z = the input and the hidden state through their weights, plus b: (B, 4H)
+      2. split z into four (B, H) blocks i, f, g, o; i, f, o through a sigmoid, g through tanh
+      3. the new cell: forget part of the old cell, add the gated candidate
+      4. the new hidden state: the output gate times tanh of the new cell
+    """
+    H = h.shape[-1]
+    z = x @ wx + h @ wh + b                                     # (B, 4H)
+    sig = lambda a: 1 / (1 + np.exp(-a))
+    i, f, g, o = sig(z[:, :H]), sig(z[:, H:2 * H]), np.tanh(z[:, 2 * H:3 * H]), sig(z[:, 3 * H:])
+    c = f * c + i * g
+    return o * np.tanh(c), c
