@@ -66,3 +66,23 @@ def test_chapter_teaches_in_markdown(n):
 def test_prose_share_counts_what_it_claims():
     md, code, formulas = prose_share("# %% [markdown]\n# text\n# $$a = b$$\n\n# %%\nx = 1\n")
     assert (md, code, formulas) == (2, 1, 1)
+
+
+POINTER = re.compile(r'^Read first: (chapters/ch\d_[a-z0-9_]+\.py), section "([^"]+)"$', re.M)
+
+
+def test_every_exercise_points_at_a_section_that_exists():
+    """Each stub's `Read first:` line names a chapter file and the title of one of its markdown headings
+    (`# ## 3.4 Softmax backward`: the number is the chapter's, the title the pointer's)."""
+    stubs = sorted(glob.glob(os.path.join(ROOT, "chapters", "exercises", "ex[0-9][0-9]_*.py")))
+    assert len(stubs) >= 20
+    missing = []
+    for stub in stubs:
+        found = POINTER.findall(open(stub, encoding="utf-8").read())
+        assert len(found) == 1, f"{os.path.basename(stub)} has {len(found)} 'Read first:' pointers"
+        chapter, title = found[0]
+        text = open(os.path.join(ROOT, chapter), encoding="utf-8").read()
+        heading = re.compile(r"^# #{2,3} [\d.]*\s*" + re.escape(title) + r"\s*$", re.M)
+        if not heading.search(text):
+            missing.append(f"{os.path.basename(stub)} -> {chapter}, \"{title}\"")
+    assert not missing, "pointers to sections that do not exist: " + "; ".join(missing)
