@@ -18,6 +18,7 @@ default and fast everywhere:
       TINYPE_CYTHON_DEBUG=1 pip install -e .
 """
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -99,7 +100,9 @@ class BuildExtWithOpenMP(build_ext):
         # the register tiles: AVX2 and AVX-512 copies where the compiler takes the target attributes
         tiles = "avx512, avx2"
         base = ["-O3"] + arch + math_flags
-        if not compiles(self.compiler, TILES_PROBE, base):
+        if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+            tiles = "none (not x86: plain loops)"          # tiles.h leaves them out by itself
+        elif not compiles(self.compiler, TILES_PROBE, base):
             macros = macros + [("TINYPE_NO_AVX512", "1")]
             tiles = "avx2"
             if not compiles(self.compiler, TILES_PROBE, base + ["-DTINYPE_NO_AVX512"]):

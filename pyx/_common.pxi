@@ -59,11 +59,14 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
 
 cdef extern from "tiles.h" nogil:
     int tp_cpu_best()
+    void tp_mm_base(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, float alpha, const float* A, Py_ssize_t a_rs,
+                    Py_ssize_t a_ks, const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc)
     void tp_mm_avx2(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, float alpha, const float* A, Py_ssize_t a_rs,
                     Py_ssize_t a_ks, const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc)
     void tp_mm_avx512(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, float alpha, const float* A, Py_ssize_t a_rs,
                       Py_ssize_t a_ks, const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc)
     const int TP_COMPILED_BEST
+    const bint TP_HAVE_BASE
     const int TP_OPENMP
     const char* TINYPE_BUILD_FLAGS
     const char* TP_COMPILER
@@ -101,4 +104,5 @@ def _set_cpu_path(name):
 def _build_info():
     """How this extension was compiled: flags, OpenMP, the tile paths compiled in, the compiler."""
     return {"compiler": TP_COMPILER.decode(), "compiler_flags": TINYPE_BUILD_FLAGS.decode(),
-            "openmp": bool(TP_OPENMP), "compiled_paths": [_PATHS[i] for i in range(TP_COMPILED_BEST, -1, -1)]}
+            "openmp": bool(TP_OPENMP), "compiled_paths": [_PATHS[i] for i in range(TP_COMPILED_BEST, -1, -1)],
+            "portable_tiles": bool(TP_HAVE_BASE)}

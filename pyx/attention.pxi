@@ -16,14 +16,15 @@
 #   registers, or 6 x 32 in AVX-512 ones), each loaded row of B feeding 12 fused multiply-adds,
 #   which lifts a matrix product from memory speed to arithmetic speed (~4x the plain loop here).
 #   The extension itself is compiled for any x86-64; only those tile functions carry AVX2 / AVX-512,
-#   and the CPU path (_common.pxi) picks one at run time. float64 (the gradient checks) and the
-#   portable path (other CPUs, TINYPE_CPU_PATH=portable) take the plain loop.
+#   and the CPU path (_common.pxi) picks one at run time. The portable path (older CPUs, aarch64,
+#   TINYPE_CPU_PATH=portable) has 6 x 8 tiles in the 128-bit vectors every x86-64 and aarch64 has;
+#   float64 (the gradient checks) takes the plain loop.
 # - Causal attention visits only key blocks with j <= i; the diagonal tile masks its upper half.
 # - Forward: one OpenMP task per (batch, head, query tile). Backward: one per (batch, head), so that
 #   dq, dk, dv and the bias-table gradient of a head each have a single writer (no atomics).
 
-# True when this build on this CPU multiplies float32 tiles in vector registers; the benchmark prints it.
-ATTENTION_REGISTER_TILES = _cpu_best > 0
+# True when this build on this CPU multiplies float32 tiles in vector registers.
+ATTENTION_REGISTER_TILES = _cpu_best > 0 or bool(TP_HAVE_BASE)
 
 cdef enum:
     BQ = 96          # query rows per tile
@@ -54,6 +55,9 @@ cdef void _tile_mm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, floating alpha, con
             return
         if _cpu_path == 1:
             tp_mm_avx2(M, N, K, alpha, A, a_rs, a_ks, B, ldb, C, ldc)
+            return
+        if TP_HAVE_BASE:
+            tp_mm_base(M, N, K, alpha, A, a_rs, a_ks, B, ldb, C, ldc)
             return
     _plain_mm(M, N, K, alpha, A, a_rs, a_ks, B, ldb, C, ldc)
 

@@ -17,7 +17,11 @@
  * the same instruction set. The vector types are gcc's vector extension; aligned(4) lets a load or
  * store through them sit at any float address, may_alias lets them read float arrays.
  *
- * Paths: 0 portable (the caller's plain loop), 1 avx2, 2 avx512.
+ * The portable path has a copy too, tp_mm_base, with 128-bit vectors (6 x 8 tiles): every x86-64
+ * has them (SSE2) and so does every aarch64 (NEON), so it needs no target attribute at all.
+ *
+ * Paths: 0 portable (tp_mm_base, or the caller's plain loop where TP_HAVE_BASE is 0), 1 avx2,
+ * 2 avx512.
  * Not x86, or a compiler without the target attribute (setup.py probes it and defines
  * TINYPE_NO_X86_TILES, or TINYPE_NO_AVX512 when only AVX-512 fails): those functions are stubs
  * that are never called, and tp_cpu_best() returns 0.
@@ -38,6 +42,23 @@
 #else
 #define TP_HAVE_AVX2 0
 #define TP_HAVE_AVX512 0
+#endif
+
+#if defined(__GNUC__) && (defined(__SSE2__) || defined(__aarch64__) || defined(__ARM_NEON)) \
+    && !defined(TINYPE_NO_BASE_TILES)
+#define TP_HAVE_BASE 1
+#define TP_SUFFIX base
+#define TP_TARGET
+#define TP_VW 4
+#include "tiles_impl.h"
+#undef TP_SUFFIX
+#undef TP_TARGET
+#undef TP_VW
+#else
+#define TP_HAVE_BASE 0
+static void tp_mm_base(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, float alpha, const float *A, ptrdiff_t a_rs,
+                       ptrdiff_t a_ks, const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc)
+{ (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)a_rs; (void)a_ks; (void)B; (void)ldb; (void)C; (void)ldc; }
 #endif
 
 #if TP_HAVE_AVX2
