@@ -4,7 +4,7 @@
 
 
 def _sinusoidal_rows(const floating[::1] positions, floating[:, ::1] out,
-                      const double[::1] inv_freq):
+                     const double[::1] inv_freq):
     cdef Py_ssize_t n_pos = out.shape[0], dim = out.shape[1]
     cdef Py_ssize_t p, i
     cdef double angle
@@ -87,7 +87,7 @@ cdef inline double _kerple_g(double d, double r2, int kind) noexcept nogil:
 
 
 def _kerple_rows(const floating[::1] r1, const floating[::1] r2, floating[:, ::1] out,
-                  Py_ssize_t lo, int kind):
+                 Py_ssize_t lo, int kind):
     cdef Py_ssize_t h, c
     with nogil:
         for h in prange(out.shape[0], schedule="static"):
@@ -109,7 +109,7 @@ def kerple_table_backward(dtable, r1, r2, Py_ssize_t T, bint causal, bint power)
 
 
 def _kerple_grads(const floating[:, ::1] dtable, const floating[::1] r1, const floating[::1] r2,
-                   double[::1] dr1, double[::1] dr2, Py_ssize_t lo, bint power):
+                  double[::1] dr1, double[::1] dr2, Py_ssize_t lo, bint power):
     cdef Py_ssize_t h, c
     cdef double d, g, dg, a, b
     with nogil:

@@ -51,7 +51,7 @@ def _gelu_fwd(const floating[::1] x, floating[::1] out, floating[::1] t):
 
 
 def _gelu_bwd(const floating[::1] dout, const floating[::1] x, const floating[::1] t,
-                    floating[::1] dx):
+              floating[::1] dx):
     cdef Py_ssize_t c, start, n = x.shape[0]
     with nogil:
         for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
@@ -122,7 +122,7 @@ cdef inline void _ln_bwd_row(const floating* dout, const floating* xhat, floatin
 
 
 def _ln_fwd(const floating[:, ::1] x, const floating[::1] w, const floating[::1] b, double eps,
-                  floating[:, ::1] out, floating[:, ::1] xhat, floating[::1] rstd):
+            floating[:, ::1] out, floating[:, ::1] xhat, floating[::1] rstd):
     cdef Py_ssize_t n, C = x.shape[1]
     with nogil:
         for n in prange(x.shape[0], schedule="static"):
@@ -130,7 +130,7 @@ def _ln_fwd(const floating[:, ::1] x, const floating[::1] w, const floating[::1]
 
 
 def _ln_bwd(const floating[:, ::1] dout, const floating[:, ::1] xhat, const floating[::1] rstd,
-                  const floating[::1] w, floating[:, ::1] dx):
+            const floating[::1] w, floating[:, ::1] dx):
     cdef Py_ssize_t n, C = xhat.shape[1]
     with nogil:
         for n in prange(xhat.shape[0], schedule="static"):
@@ -191,7 +191,7 @@ cdef inline double _xent_row(const floating* z, Py_ssize_t target, floating weig
 
 
 def _xent(const floating[:, ::1] logits, const long long[::1] targets, const floating[::1] weights,
-                double[::1] nll, floating[:, ::1] dlogits):
+          double[::1] nll, floating[:, ::1] dlogits):
     cdef Py_ssize_t n, V = logits.shape[1]
     with nogil:
         for n in prange(logits.shape[0], schedule="static"):

@@ -25,7 +25,7 @@ cdef inline void _rotate_row(const floating* x, const floating* c, const floatin
 
 
 def _rotary(const floating[:, :, ::1] x, const floating[:, ::1] cos_t, const floating[:, ::1] sin_t,
-                  floating[:, :, ::1] y, bint interleaved):
+            floating[:, :, ::1] y, bint interleaved):
     cdef Py_ssize_t N = x.shape[0], T = x.shape[1], half = x.shape[2] // 2, row, n, t
     with nogil:
         # every (slice, time) row is independent: split them all over the threads
