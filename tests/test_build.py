@@ -129,3 +129,30 @@ def test_build_info_on_the_numpy_backend():
              TINYPE_BACKEND="numpy")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["numpy", "None", "None"]
+
+
+@compiled
+def test_only_the_tile_functions_use_wide_instructions():
+    # portable by default: outside tp_mm_avx2 / tp_mm_avx512 (and their helpers), the extension
+    # holds no VEX or EVEX instruction (AVX, AVX2, FMA, AVX-512), so it runs on any x86-64
+    import platform
+    import re
+    import shutil
+    if platform.machine() != "x86_64" or "-march=native" in kernels.build_info()["compiler_flags"]:
+        pytest.skip("checks the default x86-64 build")
+    if shutil.which("objdump") is None:
+        pytest.skip("objdump not installed")
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", kernels._ext.__file__], capture_output=True,
+                         text=True, timeout=120).stdout
+    wide, fn = {}, None
+    for line in dis.splitlines():
+        head = re.match(r"^[0-9a-f]+ <(.+)>:$", line)
+        if head:
+            fn = head.group(1)
+            continue
+        parts = line.split("\t")
+        if len(parts) >= 2 and re.match(r"v[a-z]", parts[1].strip()):
+            wide[fn] = wide.get(fn, 0) + 1
+    tiles = {f for f in wide if re.match(r"tp_(mm|micro|plain)_avx(2|512)", f)}
+    assert tiles, "the AVX2 / AVX-512 tile functions are missing"
+    assert set(wide) == tiles, f"wide instructions outside the tile functions: {sorted(set(wide) - tiles)}"
