@@ -7,10 +7,12 @@ default and fast everywhere:
   cluster image, a CI artefact. Only the attention kernel's register tiles (pyx/tiles.h) are also
   compiled for AVX2 + FMA and for AVX-512, through function-level target attributes; the extension
   picks the best one this CPU supports when it loads (tinype.kernels.CPU_PATH), and
-  TINYPE_CPU_PATH=avx2|portable lowers that choice at run time. On other architectures (aarch64)
-  or compilers without target attributes the tiles are left out and the plain loops run.
+  TINYPE_CPU_PATH=avx2|portable lowers that choice at run time. The portable path has tiles too,
+  in the 128-bit vectors every x86-64 (SSE2) and aarch64 (NEON) has. On other architectures or
+  compilers without target attributes, the AVX copies are left out.
 - TINYPE_NATIVE=1 adds -march=native for every loop: for a machine that builds and runs its own
-  copy (the measured gain over the default build is small: see CONTRIBUTING.md).
+  copy. (On the AVX-512 development machine the default build's attention was as fast as the
+  native build it replaced: the README's "Portable builds" has the measurement.)
 - OpenMP is probed by compiling a tiny program with -fopenmp; if the compiler cannot, the
   extension is built serially (prange then runs as a plain loop) instead of failing.
   TINYPE_NO_OPENMP=1 skips the probe, as a compiler without OpenMP would (CI builds it so).
