@@ -18,7 +18,7 @@ def pyplot():
 
 def lab_figures(results, out):
     """ppl_vs_length.png (log-log, one line per encoding) and position_loss.png (at the longest L)."""
-    from .lab import table
+    from .lab.results import table
     plt = _pyplot()
     T = results["T_train"]
     tab = table(results, "nonoverlap")
@@ -74,7 +74,7 @@ def lab_figures(results, out):
 def task_figures(results, out):
     """task_accuracy.png (accuracy vs example length per task) and passkey_heatmap.png (per encoding:
     key depth x context length, mean over seeds). Returns the paths written."""
-    from .lab import task_table
+    from .lab.results import task_table
     plt = _pyplot()
     recs = results.get("task_records") or []
     written = []
