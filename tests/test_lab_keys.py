@@ -206,3 +206,14 @@ def test_the_record_and_results_carry_their_keys(finished):
         assert name in fields, name
     assert fields["train_key"] == results["training_keys"]["nope-s0"]
     assert isinstance(LabError("x"), UserError)
+
+
+def test_a_damaged_checkpoint_in_the_lab_is_named_and_recompute_replaces_it(finished, tmp_path, texts):
+    out = _copy(finished, tmp_path)
+    ckpt = os.path.join(out, "train", "nope-s0", "ckpt.npz")
+    raw = open(ckpt, "rb").read()
+    open(ckpt, "wb").write(raw[: len(raw) // 2])
+    with pytest.raises(LabError, match=r"nope-s0: its checkpoint cannot be used \(.*truncated or corrupt"):
+        run_lab(LabConfig(out=out, **BASE), corpus=texts[0], **QUIET)
+    res, _ = run_lab(LabConfig(out=out, recompute=True, **BASE), corpus=texts[0], **QUIET)
+    assert _nll(res) == _nll(finished[1])                    # retrained from the same seed: the same numbers

@@ -63,8 +63,9 @@ class Processes:
             yield from Serial().map_unordered(fn, jobs)
             return
         workers = min(self.workers, len(jobs))
-        with _thread_env(max(1, (os.cpu_count() or 1) // workers)):
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        env = _thread_env(max(1, (os.cpu_count() or 1) // workers))
+        env.__enter__()                   # workers start at submit() and read the environment then
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         try:
             futures = [pool.submit(fn, job) for job in jobs]
             for fut in as_completed(futures):
@@ -76,6 +77,8 @@ class Processes:
                 p.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+        finally:
+            env.__exit__(None, None, None)
         pool.shutdown(wait=True)
 
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import positions
-from ..checkpoint import CKPT_NAME, load_checkpoint, load_model, write_json
+from ..checkpoint import CKPT_NAME, CheckpointError, load_checkpoint, load_model, write_json
 from ..evaluate import evaluate_at_lengths, task_accuracy
 from ..tasks import get_task
 from ..train import train
@@ -26,7 +26,10 @@ def training_state(run_dir, key):
     ckpt = os.path.join(run_dir, CKPT_NAME)
     if not os.path.exists(ckpt):
         return "missing", []
-    _, meta = load_checkpoint(ckpt)
+    try:
+        _, meta = load_checkpoint(ckpt)
+    except CheckpointError as err:        # damaged or forged: never reused; --recompute replaces it
+        return "other", [f"its checkpoint cannot be used ({err})"]
     fields = checkpoint_key_fields(meta)
     if run_key(fields) != key["key"]:
         return "other", key_differences(fields, key["fields"])
