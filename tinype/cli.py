@@ -7,24 +7,52 @@
     tinype info
 """
 import argparse
+import math
 import os
+import signal
 import sys
 
 from . import kernels, positions
-from .checkpoint import CheckpointError
 from .config import PRESETS, preset
+from .errors import InvalidValue, UserError
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run stops between two steps and its last checkpoint stays."""
+
+
+def _whole_number(text):
+    """int(text), also accepting exact scientific notation ("1e6"); None when it is not a whole number."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if math.isfinite(value) and value.is_integer() else None
 
 
 def _int_at_least(minimum):
     def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        value = _whole_number(text)
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
         return value
     return parse
+
+
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 _positive_int = _int_at_least(1)
@@ -42,11 +70,12 @@ def _positive_float(text):
 
 
 def _pe_name(text):
+    name = "+".join(p.strip() if ":" in p else p.strip().lower() for p in text.split("+"))
     try:
-        positions.get(text)
-    except ValueError as err:
+        positions.get(name)                      # a registry name, a combination or a user's module path
+    except (ValueError, TypeError, ImportError, AttributeError) as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-    return text.strip().lower()
+    return name
 
 
 def build_parser():
@@ -76,7 +105,7 @@ def build_parser():
     g.add_argument("--checkpoint", required=True, help="a ckpt.npz written by `tinype train`")
     g.add_argument("--prompt", default="", help="text to continue")
     g.add_argument("--max-new-tokens", type=_nonneg_int, default=200, help="bytes to generate (default 200)")
-    g.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
+    g.add_argument("--temperature", type=_finite_float, default=0.8, help="0 is greedy (default 0.8)")
     g.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k likeliest bytes")
     g.add_argument("--seed", type=_nonneg_int, default=0)
 
@@ -102,6 +131,8 @@ def build_parser():
     lab.add_argument("--dask", metavar="ADDRESS", default=None,
                      help="send the runs to an existing Dask scheduler, e.g. tcp://host:8786 "
                           "(pip install 'tinype[dask]'; --out must be a folder the workers share)")
+    lab.add_argument("--recompute", action="store_true",
+                     help="discard trainings in --out that were made with other settings, and redo them")
     lab.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("info", help="backend and available positional encodings")
@@ -111,7 +142,7 @@ def build_parser():
 def cmd_train(args):
     from dataclasses import replace
 
-    from .data import Corpus
+    from .data import Corpus, corpus_from_file
     from .train import train
 
     shape = {k: v for k, v in (("n_layer", args.n_layer), ("d_model", args.d_model), ("n_head", args.n_head),
@@ -123,8 +154,8 @@ def cmd_train(args):
     train_cfg = replace(train_cfg, **overrides)
     if train_cfg.warmup >= train_cfg.steps:
         train_cfg = replace(train_cfg, warmup=max(0, train_cfg.steps // 10))
-    corpus = Corpus.from_file(args.text) if args.text else Corpus.default()
-    out = args.out or os.path.join("runs", f"{args.preset}-{args.pe}")
+    corpus = corpus_from_file(args.text) if args.text is not None else Corpus.default()
+    out = args.out if args.out is not None else os.path.join("runs", f"{args.preset}-{args.pe.replace(':', '_')}")
     print(f"tinype train: preset {args.preset}, pe {args.pe}, corpus {corpus.name} "
           f"({len(corpus.train):,} train / {len(corpus.val):,} validation bytes), backend {kernels.BACKEND}, "
           f"run folder {out}")
@@ -138,8 +169,8 @@ def cmd_train(args):
 
 
 def cmd_generate(args):
+    from .checkpoint import load_model
     from .sample import generate
-    from .train import load_model
 
     model, meta = load_model(args.checkpoint)
     text = generate(model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed)
@@ -148,17 +179,16 @@ def cmd_generate(args):
 
 
 def _int_list(text, what):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{what} must be comma-separated whole numbers, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise ValueError(f"{what} must be non-negative whole numbers, got {text!r}")
+    values = [_whole_number(v.strip()) for v in text.split(",") if v.strip()]
+    if not values or None in values:
+        raise InvalidValue(f"{what} must be comma-separated whole numbers, got {text!r}")
+    if min(values) < 0:
+        raise InvalidValue(f"{what} must be non-negative whole numbers, got {text!r}")
     return values
 
 
 def cmd_lab(args):
-    from .data import Corpus
+    from .data import Corpus, corpus_from_file
     from .lab import DEFAULT_PES, LabConfig, all_encodings, run_lab
 
     if args.pe is None:
@@ -166,9 +196,7 @@ def cmd_lab(args):
     elif args.pe.strip().lower() == "all":
         pes = all_encodings()
     else:
-        pes = [p.strip().lower() for p in args.pe.split(",") if p.strip()]
-        for p in pes:
-            positions.get(p)                                  # unknown names fail before any work
+        pes = [p for p in args.pe.split(",") if p.strip()]        # LabConfig constructs each one
     from .tasks import TASKS, get_task
     tasks = []
     if args.tasks:
@@ -176,12 +204,13 @@ def cmd_lab(args):
             [get_task(t).name for t in args.tasks.split(",") if t.strip()]
     mults = _int_list(args.lengths, "--lengths")
     if 0 in mults:
-        raise ValueError("--lengths are multiples of T_train and must be >= 1")
+        raise InvalidValue("--lengths are multiples of T_train and must be >= 1")
     cfg = LabConfig(preset=args.preset, pes=pes, seeds=_int_list(args.seeds, "--seeds"), mults=mults,
                     out=args.out, steps=args.steps, max_windows=args.max_windows, stride=args.stride,
                     jobs=args.jobs, dask=args.dask, tasks=tasks, task_steps=args.task_steps,
-                    task_examples=args.task_examples)
-    corpus = Corpus.from_file(args.text) if args.text else Corpus.default()
+                    task_examples=args.task_examples, recompute=args.recompute)
+    pes = cfg.pes
+    corpus = corpus_from_file(args.text) if args.text is not None else Corpus.default()
     print(f"tinype lab: {len(pes)} encodings x {len(cfg.seeds)} seeds, preset {args.preset}, "
           f"lengths {mults} x T_train, backend {kernels.BACKEND}, out {args.out}"
           + (f", Dask scheduler {args.dask}" if args.dask else f", {args.jobs} process(es)" if args.jobs > 1 else ""))
@@ -208,15 +237,32 @@ def main(argv=None):
         parser.print_help()
         return 2
     handlers = {"train": cmd_train, "generate": cmd_generate, "lab": cmd_lab, "info": cmd_info}
+    previous = _terminate_like_ctrl_c()
     try:
         return handlers[args.command](args)
-    except (FileNotFoundError, FileExistsError, IsADirectoryError, CheckpointError, ValueError) as err:
+    except UserError as err:                    # the user's input; anything else is a bug: traceback
         print(f"tinype {args.command}: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"\ntinype {args.command}: interrupted; rerun with --resume to continue from the last checkpoint",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        how = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+        again = {"train": "rerun with --resume to continue from the last checkpoint",
+                 "lab": "rerun the same command to continue: finished runs are kept, a training resumes "
+                        "from its last checkpoint"}.get(args.command, "nothing was written")
+        print(f"\ntinype {args.command}: {how}; {again}", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_like_ctrl_c():
+    """SIGTERM raises Terminated (a KeyboardInterrupt) in the main thread; returns the old handler."""
+    def handler(signum, frame):
+        raise Terminated()
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:                           # not the main thread (main() called from a worker)
+        return None
 
 
 if __name__ == "__main__":

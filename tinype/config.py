@@ -3,9 +3,22 @@
 The presets are the reference configuration that the lab's published comparisons depend on:
 change them and every table in the README changes too.
 """
+import hashlib
+import inspect
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
+
+from .errors import InvalidValue
+
+#: How tinype computes and stores a result. Part of every run key: bump it when the same
+#: configuration would give other numbers (a fixed bug, a changed protocol), so old results are redone.
+RESULT_FORMAT = 2
+
+#: The most steps a training may ask for: each step keeps a record in the checkpoint's history
+#: (about 100 bytes of JSON), so 10 million steps already mean a 1 GB checkpoint.
+MAX_STEPS = 10_000_000
 
 
 @dataclass
@@ -26,17 +39,24 @@ class ModelConfig:
         for name in ("vocab_size", "n_layer", "d_model", "n_head", "T_train"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+                raise InvalidValue(f"ModelConfig.{name} must be a positive integer, got {value!r}")
         if self.d_model % self.n_head:
-            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
-        if np.dtype(self.dtype) not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        self.dtype = np.dtype(self.dtype).name
+            raise InvalidValue(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in (np.float32, np.float64):
+            raise InvalidValue(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        self.dtype = dtype.name
         if not isinstance(self.pe_options, dict):
             raise TypeError(f"pe_options must be a dict, got {type(self.pe_options).__name__}")
         from . import positions  # here, not at import time: positions imports kernels only
-        pe = positions.get(self.pe, **self.pe_options)        # fails early on an unknown name/option
-        pe.setup(self)                                        # ... and on dimensions it cannot use
+        try:
+            pe = positions.get(self.pe, **self.pe_options)    # fails early on an unknown name/option
+            pe.setup(self)                                    # ... and on dimensions it cannot use
+        except ValueError as err:
+            raise InvalidValue(str(err)) from None
 
     @property
     def head_dim(self):
@@ -50,7 +70,7 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
+            raise InvalidValue(f"unknown ModelConfig fields: {sorted(unknown)}")
         return cls(**d)
 
 
@@ -73,26 +93,39 @@ class TrainConfig:
     ckpt_every: int = 100          # checkpoint every N steps (0: only at the end)
 
     def __post_init__(self):
+        for name in ("batch_size", "steps", "warmup", "eval_every", "eval_windows", "ckpt_every", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise InvalidValue(f"TrainConfig.{name} must be a whole number, got {value!r}")
         for name in ("batch_size", "steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InvalidValue(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup", "eval_every", "ckpt_every", "seed"):
             if getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise InvalidValue(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.steps > MAX_STEPS:
+            raise InvalidValue(f"steps = {self.steps:.3g} is more than tinype trains: at most {MAX_STEPS:,} "
+                               f"(each step keeps a record in the checkpoint's history)")
+        if self.seed >= 2 ** 63:
+            raise InvalidValue(f"seed must be below 2**63, got {self.seed}")
         if not (self.lr > 0 and np.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
+            raise InvalidValue(f"lr must be a positive number, got {self.lr}")
         if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+            raise InvalidValue(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"betas must be in [0, 1), got ({self.beta1}, {self.beta2})")
+            raise InvalidValue(f"betas must be in [0, 1), got ({self.beta1}, {self.beta2})")
         if self.weight_decay < 0 or self.grad_clip < 0 or self.eps <= 0:
-            raise ValueError("weight_decay and grad_clip must be >= 0 and eps > 0")
+            raise InvalidValue("weight_decay and grad_clip must be >= 0 and eps > 0")
 
     def to_dict(self):
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InvalidValue(f"unknown TrainConfig fields: {sorted(unknown)}")
         return cls(**d)
 
 
@@ -107,6 +140,73 @@ PRESETS = {
 def preset(name, **model_overrides):
     """(ModelConfig, TrainConfig) of a preset, e.g. preset("quick", pe="alibi")."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
+        raise InvalidValue(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
     model_cfg, train_cfg = PRESETS[name]
     return replace(model_cfg, **model_overrides), replace(train_cfg)
+
+
+def parameter_count(model_cfg):
+    """Parameters of the model, from its configuration alone (nothing is allocated)."""
+    V, C, L = model_cfg.vocab_size, model_cfg.d_model, model_cfg.n_layer
+    per_block = 2 * C + (3 * C * C + 3 * C) + (C * C + C) + 2 * C + (4 * C * C + 4 * C) + (4 * C * C + C)
+    from . import positions
+    pe = positions.get(model_cfg.pe, **model_cfg.pe_options)
+    pe.setup(model_cfg)
+    table = (getattr(pe, "max_positions", None) or 0) * C          # learned tables (T_train, C)
+    return V * C + L * per_block + 2 * C + table
+
+
+def training_memory(model_cfg, train_cfg):
+    """Bytes a training step needs, roughly: weights, gradients and AdamW's two moments, plus the
+    activations the backward keeps (about 20 C floats per token per layer, and the logits)."""
+    item = np.dtype(model_cfg.dtype).itemsize
+    B, T, C, V = train_cfg.batch_size, model_cfg.T_train, model_cfg.d_model, model_cfg.vocab_size
+    tokens = B * T
+    activations = tokens * (model_cfg.n_layer * 20 * C + 4 * C + 3 * V) + B * model_cfg.n_head * T
+    return (4 * parameter_count(model_cfg) + activations) * item
+
+
+def machine_memory():
+    """Physical memory in bytes (None when the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def human_bytes(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+
+
+def check_memory(model_cfg, train_cfg, what="this training"):
+    """Refuse, before anything is allocated, a configuration that needs more memory than the machine has."""
+    need, have = training_memory(model_cfg, train_cfg), machine_memory()
+    if have is not None and need > have:
+        raise InvalidValue(
+            f"{what} needs about {human_bytes(need)} of memory (weights, gradients, AdamW state and "
+            f"activations of a batch of {train_cfg.batch_size:,} x {model_cfg.T_train:,} bytes at width "
+            f"{model_cfg.d_model:,}); this machine has {human_bytes(have)}. Lower --batch-size, "
+            f"--d-model, --n-layer or --context")
+    return need
+
+
+def pe_identity(name, options=None):
+    """What determines an encoding's numbers: its name, its options, and, for an encoding defined
+    outside tinype (a user's module or file), a SHA-256 of the file that defines it."""
+    from . import positions
+    pe = positions.get(name, **(options or {}))
+    parts = getattr(pe, "parts", [pe])
+    code = {}
+    for part in parts:
+        module = inspect.getmodule(type(part))
+        if module is None or module.__name__.split(".")[0] == "tinype":
+            continue
+        try:
+            with open(inspect.getsourcefile(type(part)), "rb") as f:
+                code[type(part).__qualname__] = hashlib.sha256(f.read()).hexdigest()
+        except (OSError, TypeError):
+            code[type(part).__qualname__] = None
+    return {"pe": name, "pe_options": dict(options or {}), "pe_code": code or None}

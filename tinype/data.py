@@ -142,3 +142,45 @@ def windows(data, T, stride=None):
     offsets = starts[:, None] + np.arange(T + 1)[None, :]
     chunk = data[offsets].astype(np.int64)
     return chunk[:, :-1], chunk[:, 1:]
+
+
+def read_text_file(path, flag="--text"):
+    """A user's text file as (N,) uint8 token ids, refusing what cannot be used with a UserError:
+    a missing path, a folder, a FIFO or device (reading one would block or never end), an
+    unreadable file, an empty, binary or non-UTF-8 one."""
+    import stat
+
+    from .errors import InvalidFile, MissingFile
+    if not isinstance(path, str) or not path.strip():
+        raise InvalidFile(f"{flag} is empty: name a UTF-8 text file")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise MissingFile(f"text file not found: {path}") from None
+    except OSError as err:
+        raise InvalidFile(f"{flag} {path} cannot be read: {err.strerror or err}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidFile(f"{flag} expects a file, got the folder {path}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
+        raise InvalidFile(f"{flag} {path} is {kind}: give a regular text file (save the stream to a file first)")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise InvalidFile(f"{flag} {path} cannot be read: {err.strerror or err}") from None
+    if not raw:
+        raise InvalidFile(f"{path} is empty: give a text file with some content to train on")
+    if b"\x00" in raw[:65536]:
+        raise InvalidFile(f"{path} looks binary (it contains NUL bytes): give a plain text file")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidFile(f"{path} is not UTF-8 text ({err}); convert it first, e.g. "
+                          f"`iconv -f latin1 -t utf-8 {path} > out.txt`") from None
+    return np.frombuffer(raw, dtype=np.uint8).copy()
+
+
+def corpus_from_file(path, flag="--text"):
+    """Corpus.from_file with read_text_file's checks (what the command line uses)."""
+    return Corpus(read_text_file(path, flag), name=os.path.basename(path))

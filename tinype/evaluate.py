@@ -2,6 +2,8 @@
 
 Shape letters: W windows, B batch, T time, V vocabulary.
 """
+import time
+
 import numpy as np
 
 from .data import windows
@@ -56,6 +58,38 @@ def sliding_nll(model, data, L, stride, batch_size=8, max_windows=None):
         total += float(nll[:, L - stride:].sum())
         count += nll[:, L - stride:].size
     return total / count
+
+
+def evaluate_at_lengths(model, data, T_train, mults, max_windows=None, batch_size=8, stride=None):
+    """The lab's protocols at L = T_train x m for every m in mults, on the token ids `data`.
+
+    Returns ({L: row, or None when the PE cannot run at L}, curve). A row holds the mean NLLs
+        nonoverlap  every position of non-overlapping windows (the ALiBi paper's default)
+        beyond      only positions >= T_train of each window (None at L = T_train)
+        sliding     windows every `stride` bytes (None: L // 2), each scoring its last `stride` positions
+    and the non-overlapping pass's "tokens" and "seconds" (evaluation throughput). curve is
+    (L, (L,) mean NLL at each position) at the longest L that runs, or None."""
+    out, curve = {}, None
+    for m in mults:
+        L = int(T_train * m)
+        s = max(1, L // 2) if stride is None else stride
+        if s > L:
+            raise ValueError(f"the sliding stride ({s} bytes) is longer than the window L={L}")
+        try:
+            model.pe.check_length(L)
+        except ValueError:
+            out[L] = None
+            continue
+        t0 = time.perf_counter()
+        nll = position_nll(model, data, L, batch_size, max_windows)                      # (W, L)
+        seconds = time.perf_counter() - t0
+        row = {"nonoverlap": float(nll.mean()),
+               "beyond": float(nll[:, T_train:].mean()) if L > T_train else None,
+               "sliding": sliding_nll(model, data, L, s, batch_size, max_windows),
+               "stride": s, "tokens": int(nll.size), "seconds": seconds}
+        out[L] = row
+        curve = (L, nll.mean(axis=0))
+    return out, curve
 
 
 def evaluate_task_nll(model, x, y, batch_size=32):

@@ -3,6 +3,8 @@ import os
 
 import numpy as np
 
+from .lab.results import table, task_table       # the lab's tables; the lab imports this module only to draw
+
 
 def _pyplot():
     import matplotlib
@@ -18,7 +20,6 @@ def pyplot():
 
 def lab_figures(results, out):
     """ppl_vs_length.png (log-log, one line per encoding) and position_loss.png (at the longest L)."""
-    from .lab import table
     plt = _pyplot()
     T = results["T_train"]
     tab = table(results, "nonoverlap")
@@ -74,7 +75,6 @@ def lab_figures(results, out):
 def task_figures(results, out):
     """task_accuracy.png (accuracy vs example length per task) and passkey_heatmap.png (per encoding:
     key depth x context length, mean over seeds). Returns the paths written."""
-    from .lab import task_table
     plt = _pyplot()
     recs = results.get("task_records") or []
     written = []

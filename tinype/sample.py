@@ -1,7 +1,10 @@
 """Text generation: temperature and top-k sampling, one byte at a time."""
+import math
+
 import numpy as np
 
 from .data import decode, encode
+from .errors import InvalidValue
 from .layers import softmax
 
 
@@ -11,12 +14,16 @@ def generate(model, prompt, max_new_tokens=200, temperature=1.0, top_k=None, see
     A PE with a fixed table (learned) sees only the last max_positions bytes; every other PE reads
     the whole context, which is how generation past the training length is tested.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    try:
+        temperature = float(temperature)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"temperature must be a number, got {temperature!r}") from None
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise InvalidValue(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature}")
     if top_k is not None and not 1 <= top_k <= model.config.vocab_size:
-        raise ValueError(f"top_k must be in 1..{model.config.vocab_size}, got {top_k}")
+        raise InvalidValue(f"top_k must be in 1..{model.config.vocab_size}, got {top_k}")
     if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        raise InvalidValue(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     ids = list(encode(prompt) if isinstance(prompt, str) else np.asarray(prompt, dtype=np.int64))
     if not ids:
         ids = [ord("\n")]                             # an empty prompt starts at a line break
@@ -26,10 +33,12 @@ def generate(model, prompt, max_new_tokens=200, temperature=1.0, top_k=None, see
     for _ in range(max_new_tokens):
         context = np.array(ids[-limit:] if limit else ids, dtype=np.int64)[None, :]
         logits = model.forward(context)[0, -1].astype(np.float64)   # (V,)
-        if temperature == 0:
-            nxt = int(np.argmax(logits))
+        with np.errstate(over="ignore"):
+            scaled = logits / temperature if temperature > 0 else None
+        if scaled is None or not np.isfinite(scaled).all():
+            nxt = int(np.argmax(logits))          # temperature 0, or so small that it is greedy in the limit
         else:
-            logits = logits / temperature
+            logits = scaled
             if top_k is not None:
                 kth = np.sort(logits)[-top_k]
                 logits = np.where(logits < kth, -np.inf, logits)

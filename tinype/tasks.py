@@ -19,6 +19,7 @@ import hashlib
 import numpy as np
 
 from .data import default_topics
+from .errors import InvalidValue
 
 PAD = ord(" ")                        # padding after an example; never a target
 LETTERS = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
@@ -31,6 +32,7 @@ class Task:
     name = None
     smallest = 1
     steps = 2000                          # training steps the quick model needs to learn it at T_train
+    depths = (None,)                      # the depths it is tested at (passkey: where the key sits)
 
     def example(self, rng, size, depth=None):
         """(prompt, answer) as bytes. depth is used by passkey only."""
@@ -48,7 +50,7 @@ class Task:
         while self.length(size + 1) - 1 <= T and (self.cap is None or size < self.cap):
             size += 1
         if self.length(size) - 1 > T:
-            raise ValueError(f"{self.name}: no example fits a window of {T} bytes")
+            raise InvalidValue(f"{self.name}: no example fits a window of {T} bytes")
         return size
 
     def train_sizes(self, T):
@@ -103,6 +105,7 @@ class Passkey(Task):
     """filler ... "key=71432. " ... filler "key?" -> "71432"; size = the total length in bytes."""
     name = "passkey"
     KEY, ASK, DIGITS = b"key=", b"key?", 5
+    depths = DEPTHS
     smallest = len(KEY) + DIGITS + 2 + len(ASK) + DIGITS            # no filler at all
 
     def example(self, rng, size, depth=None):
@@ -138,7 +141,7 @@ def get_task(name):
     try:
         return TASKS[name.strip().lower()]
     except (KeyError, AttributeError):
-        raise ValueError(f"unknown task {name!r}; available: {', '.join(TASKS)}") from None
+        raise InvalidValue(f"unknown task {name!r}; available: {', '.join(TASKS)}") from None
 
 
 def encode_examples(examples, T=None):

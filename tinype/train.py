@@ -6,7 +6,6 @@ ends at the same weights.
 
 Run folder (out):  ckpt.npz (params, optimizer state, step, history), config.json, metrics.json.
 """
-import json
 import math
 import os
 import time
@@ -14,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig
+from .checkpoint import (CKPT_NAME, CheckpointError, load_checkpoint, load_model,  # noqa: F401 (re-exported)
+                         remove_orphan_temporaries, save_checkpoint, write_json)
+from .config import RESULT_FORMAT, ModelConfig, TrainConfig, check_memory, pe_identity
 from .data import Corpus
+from .errors import FolderInUse, InvalidValue, ensure_writable_folder
 from .evaluate import evaluate_lm, evaluate_task_nll
 from .model import Transformer
 from .optim import AdamW, clip_grad_norm, lr_at
-
-CKPT_NAME = "ckpt.npz"
 
 
 class TrainingDiverged(RuntimeError):
@@ -38,11 +37,6 @@ class TrainResult:
     resumed_from: int = 0
 
 
-def write_json(path, obj):
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
-
-
 def _save(path, model, opt, step, model_cfg, train_cfg, corpus, history):
     arrays = {f"param/{k}": v for k, v in model.parameters().items()}
     opt_arrays, opt_meta = opt.state_dict()
@@ -50,27 +44,27 @@ def _save(path, model, opt, step, model_cfg, train_cfg, corpus, history):
     save_checkpoint(path, arrays, {
         "step": step, "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
         "corpus": corpus.name, "corpus_sha256": corpus.sha256, "optimizer": opt_meta,
-        "history": history,
+        "history": history, "result_format": RESULT_FORMAT,
+        "pe_code": pe_identity(model_cfg.pe, model_cfg.pe_options)["pe_code"],
     })
+
+
+RESUME_KEYS = ("step", "model_config", "train_config", "corpus_sha256", "optimizer", "history")
+
+
+def source_window_check(source, T):
+    """source.check_window(T) as a user error: the text is too short for the context asked for."""
+    try:
+        source.check_window(T)
+    except InvalidValue:
+        raise
+    except ValueError as err:
+        raise InvalidValue(str(err)) from None
 
 
 def _config_differences(saved, current):
     return [f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}"
             for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
-
-
-def load_model(path):
-    """A Transformer from a checkpoint written by train() (for generate and evaluation)."""
-    arrays, meta = load_checkpoint(path)
-    if "model_config" not in meta:
-        raise CheckpointError(f"{path} has no model configuration")
-    model = Transformer(ModelConfig.from_dict(meta["model_config"]))
-    params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
-    try:
-        model.load_parameters(params)
-    except ValueError as err:
-        raise CheckpointError(f"{path}: {err}") from None
-    return model, meta
 
 
 def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, progress=True,
@@ -87,7 +81,12 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     train_cfg = train_cfg or TrainConfig()
     corpus = corpus or Corpus.default()
     T = model_cfg.T_train
-    corpus.check_window(T)
+    source_window_check(corpus, T)
+    check_memory(model_cfg, train_cfg)                       # before anything large is allocated
+    if out is not None:
+        ensure_writable_folder(out)
+        for path in remove_orphan_temporaries(out):
+            log(f"removed {path}, left by a write that was killed")
     model = Transformer(model_cfg, seed=train_cfg.seed)
     opt = AdamW(model.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
                 eps=train_cfg.eps, weight_decay=train_cfg.weight_decay)
@@ -96,17 +95,25 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
 
     if ckpt and os.path.exists(ckpt):
         if not resume:
-            raise FileExistsError(f"{out} already holds a run ({ckpt}); pass --resume to continue it, "
-                                  f"or choose another --out")
+            raise FolderInUse(f"{out} already holds a run ({ckpt}); pass --resume to continue it, "
+                              f"or choose another --out")
         arrays, meta = load_checkpoint(ckpt)
+        missing = [k for k in RESUME_KEYS if k not in meta]
+        if missing or not isinstance(meta.get("model_config"), dict) or not isinstance(meta.get("train_config"), dict):
+            raise CheckpointError(f"{ckpt} cannot be resumed: its metadata lacks {', '.join(missing) or 'a valid configuration'}")
         diffs = _config_differences(meta["model_config"], model_cfg.to_dict()) + \
             _config_differences(meta["train_config"], train_cfg.to_dict())
         if meta.get("corpus_sha256") != corpus.sha256:
             diffs.append(f"corpus: checkpoint {meta.get('corpus')!r}, now {corpus.name!r} (contents differ)")
+        if meta.get("result_format", 1) != RESULT_FORMAT:
+            diffs.append(f"result format: checkpoint {meta.get('result_format', 1)}, now {RESULT_FORMAT}")
         if diffs:
             raise CheckpointError(f"{ckpt} was made with another configuration:\n  " + "\n  ".join(diffs))
-        model.load_parameters({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
-        opt.load_state_dict(arrays, meta["optimizer"])
+        try:
+            model.load_parameters({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
+            opt.load_state_dict(arrays, meta["optimizer"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{ckpt} does not fit its own configuration: {err}") from None
         start, history = int(meta["step"]), list(meta["history"])
         log(f"resuming {out} from step {start}/{train_cfg.steps}")
     elif resume and out:

@@ -1,0 +1,111 @@
+"""The lab's units of work, run by an executor (in this process, a spawned one, or a Dask worker).
+
+Each takes one picklable job (a dict) and writes its result into the run folder. Before it
+evaluates, a job checks that the checkpoint's own recorded configuration has the training key the
+lab expects: a checkpoint made with other settings is never evaluated under the lab's label.
+"""
+import os
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from .. import positions
+from ..checkpoint import CKPT_NAME, CheckpointError, load_checkpoint, load_model, write_json
+from ..evaluate import evaluate_at_lengths, task_accuracy
+from ..tasks import get_task
+from ..train import train
+from .results import checkpoint_key_fields, key_differences, run_key
+from .sweep import TASK_EVAL_SEED, LabError
+
+
+def training_state(run_dir, key):
+    """("missing" | "finished" | "partial" | "other", differences) of the training in run_dir.
+
+    "other": the folder holds a checkpoint whose recorded configuration has another key."""
+    ckpt = os.path.join(run_dir, CKPT_NAME)
+    if not os.path.exists(ckpt):
+        return "missing", []
+    try:
+        _, meta = load_checkpoint(ckpt)
+    except CheckpointError as err:        # damaged or forged: never reused; --recompute replaces it
+        return "other", [f"its checkpoint cannot be used ({err})"]
+    fields = checkpoint_key_fields(meta)
+    if run_key(fields) != key["key"]:
+        return "other", key_differences(fields, key["fields"])
+    done = meta.get("step") == key["fields"]["train"]["steps"] and os.path.exists(os.path.join(run_dir, "metrics.json"))
+    return ("finished" if done else "partial"), []
+
+
+def train_job(job):
+    """One training; skipped when its run folder already holds it (same key), resumed when part is there."""
+    state, diffs = training_state(job["run_dir"], job["key"])
+    if state == "finished":
+        return job["label"], "skipped"
+    if state == "other":
+        raise LabError(f"{job['run_dir']} holds a training made with other settings: " + "; ".join(diffs))
+    label = job["label"]
+    train(job["model_cfg"], job["train_cfg"], job["source"], out=job["run_dir"], resume=True,
+          progress=job["progress"], log=lambda msg: None if msg.startswith("no checkpoint") else
+          print(f"lab: {label}: {msg}", flush=True))
+    return label, "trained"
+
+
+def load_checked(run_dir, train_key, pe, label):
+    """The model in run_dir, with the evaluation-time variant pe swapped in if it is one; refused
+    (LabError) when the checkpoint's own configuration does not have the expected training key."""
+    path = os.path.join(run_dir, CKPT_NAME)
+    model, meta = load_model(path)
+    fields = checkpoint_key_fields(meta)
+    if run_key(fields) != train_key["key"]:
+        raise LabError(f"{path} was trained with other settings than the lab's, so it is not evaluated as "
+                       f"{label}: " + "; ".join(key_differences(fields, train_key["fields"])))
+    if pe != model.config.pe:
+        model.config = replace(model.config, pe=pe, pe_options={})
+        model.pe = positions.get(pe)
+        model.pe.setup(model.config)
+    return model
+
+
+def eval_job(job):
+    """One evaluation of (encoding, seed) at every length; writes job["path"] with its key."""
+    pe, seed, cfg = job["pe"], job["seed"], job["fields"]
+    model = load_checked(job["run_dir"], job["train_key"], pe, f"{pe} seed {seed}")
+    t1 = time.time()
+    lengths, curve = evaluate_at_lengths(model, job["val"], cfg["T_train"], cfg["mults"], cfg["max_windows"],
+                                         cfg["eval_batch"], cfg["stride"])
+    rec = {"pe": pe, "trained": job["trained"], "seed": seed, "key": job["key"], "key_fields": job["fields"],
+           "lengths": {str(L): v for L, v in lengths.items()},
+           "position_curve": None if curve is None else {"L": curve[0], "nll": curve[1].tolist()},
+           "eval_seconds": time.time() - t1}
+    write_json(job["path"], rec)
+    return rec
+
+
+def task_eval_job(job):
+    """Exact-match accuracy of one (task, encoding, seed) at every test size (and at every depth the
+    task is tested at). The examples depend only on (size, depth), so every encoding answers the same."""
+    pe, seed, cfg = job["pe"], job["seed"], job["fields"]
+    task = get_task(cfg["task"])
+    model = load_checked(job["run_dir"], job["train_key"], pe, f"{task.name} {pe} seed {seed}")
+    t1 = time.time()
+    acc = {}
+    for size in cfg["sizes"]:
+        try:
+            model.pe.check_length(task.length(size) - 1)
+        except ValueError:
+            acc[str(size)] = None
+            continue
+        cell = {}
+        for k, depth in enumerate(task.depths):
+            rng = np.random.default_rng([TASK_EVAL_SEED, size, k])
+            cell[str(depth)] = task_accuracy(model, [task.example(rng, size, depth)
+                                                     for _ in range(cfg["examples"])])
+        acc[str(size)] = cell if task.depths != (None,) else cell["None"]
+    rec = {"task": task.name, "pe": pe, "trained": job["trained"], "seed": seed, "accuracy": acc,
+           "key": job["key"], "key_fields": job["fields"],
+           "lengths": {str(size): task.length(size) - 1 for size in cfg["sizes"]},
+           "train_sizes": list(task.train_sizes(cfg["T_train"])), "examples": cfg["examples"],
+           "eval_seconds": time.time() - t1}
+    write_json(job["path"], rec)
+    return rec

@@ -1,0 +1,186 @@
+"""run_lab: train what is missing, evaluate what is missing, reuse only what has the key asked for,
+then write the tables and figures. Every check that can fail runs before the first training."""
+import os
+import shutil
+import time
+from dataclasses import asdict, replace
+
+from ..checkpoint import atomic_write_bytes, remove_orphan_temporaries, write_json
+from ..config import RESULT_FORMAT, check_memory, pe_identity, preset
+from ..data import Corpus
+from ..errors import ensure_writable_folder
+from ..tasks import TaskSet, get_task
+from ..train import source_window_check
+from . import jobs as lab_jobs
+from .executors import check_executor, make_executor
+from .results import PROTOCOLS, protocols, read_record, run_key, summarize, train_key_fields, write_csv
+from .sweep import TASK_EVAL_SEED, LabError, trained_name, trainings
+
+
+def _keyed(fields):
+    return {"key": run_key(fields), "fields": fields}
+
+
+def _check_lengths(corpus, T, cfg):
+    """Every evaluation window must fit the validation split: checked before any training."""
+    longest = T * max(cfg.mults)
+    if len(corpus.val) < longest + 1:
+        fits = (len(corpus.val) - 1) // T
+        raise LabError(f"--lengths {max(cfg.mults)} asks for windows of {longest:,} bytes, but the validation "
+                       f"split of {corpus.name} holds {len(corpus.val):,} bytes (the last 10% of the text): "
+                       + (f"use --lengths up to {fits}" if fits >= 1 else "nothing fits")
+                       + ", or a longer --text")
+    if cfg.stride is not None and cfg.stride > T * min(cfg.mults):
+        raise LabError(f"--stride {cfg.stride} is longer than the shortest evaluation window "
+                       f"({T * min(cfg.mults)} bytes)")
+
+
+def _clean_orphans(out, log):
+    for folder, _, _ in os.walk(out):
+        for path in remove_orphan_temporaries(folder):
+            log(f"lab: removed {path}, left by a write that was killed")
+
+
+def _run(executor, fn, jobs, desc, progress, parallel):
+    bar = None
+    if progress and parallel and jobs:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(jobs), desc=desc, unit="run", dynamic_ncols=True)
+    try:
+        for result in executor.map_unordered(fn, jobs):
+            if bar is not None:
+                bar.update(1)
+            yield result
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def run_lab(cfg, progress=True, log=print, corpus=None):
+    """Run the sweep cfg describes (a LabConfig); returns (results dict, summary markdown)."""
+    model_cfg, train_cfg = preset(cfg.preset)
+    if cfg.steps:
+        train_cfg = replace(train_cfg, steps=cfg.steps, warmup=min(train_cfg.warmup, cfg.steps // 10))
+    corpus = corpus or Corpus.default()
+    T = model_cfg.T_train
+    source_window_check(corpus, T)
+    _check_lengths(corpus, T, cfg)
+    task_cfgs = {t: replace(train_cfg, steps=cfg.task_steps or get_task(t).steps,
+                            warmup=min(train_cfg.warmup, (cfg.task_steps or get_task(t).steps) // 10))
+                 for t in cfg.tasks}
+    for t in cfg.tasks:
+        source_window_check(TaskSet(t), T)
+    check_memory(model_cfg, train_cfg, "each of the lab's trainings")
+    check_executor(cfg)                                           # an unreachable or non-Dask scheduler
+    ensure_writable_folder(cfg.out)
+    _clean_orphans(cfg.out, log)
+    t0 = time.time()
+    parallel = bool(cfg.dask) or cfg.jobs > 1
+
+    # what to train, each with its key; a folder holding another key is a conflict
+    train_keys, train_jobs, conflicts = {}, [], []
+    sources = [(None, corpus, train_cfg, os.path.join(cfg.out, "train"))] + \
+        [(t, TaskSet(t), task_cfgs[t], os.path.join(cfg.out, "tasks", t)) for t in cfg.tasks]
+    for task, source, tcfg, folder in sources:
+        for name, seed in trainings(cfg):
+            mcfg, scfg = replace(model_cfg, pe=name), replace(tcfg, seed=seed)
+            key = _keyed(train_key_fields(mcfg.to_dict(), scfg.to_dict(), source.sha256,
+                                          pe_identity(name)["pe_code"], RESULT_FORMAT))
+            train_keys[task, name, seed] = key
+            run_dir = os.path.join(folder, f"{name}-s{seed}")
+            label = f"{task + ' ' if task else ''}{name} seed {seed}"
+            state, diffs = lab_jobs.training_state(run_dir, key)
+            if state == "other":
+                conflicts.append((run_dir, diffs))
+                if not cfg.recompute:
+                    continue
+            if state == "finished":
+                log(f"lab: {label}: trained already, skipped")
+                continue
+            train_jobs.append({"label": label, "model_cfg": mcfg, "train_cfg": scfg, "source": source,
+                               "run_dir": run_dir, "progress": progress and not parallel, "key": key})
+    if conflicts and not cfg.recompute:
+        lines = [f"  {d}: " + "; ".join(diffs) for d, diffs in conflicts]
+        raise LabError(f"{cfg.out} holds {len(conflicts)} training(s) made with other settings than asked; "
+                       f"reusing them would label their numbers with the new settings:\n" + "\n".join(lines)
+                       + "\npass --recompute to discard them and train again, or choose another --out")
+    for run_dir, diffs in conflicts:
+        log(f"lab: {run_dir}: made with other settings ({'; '.join(diffs)}): discarded (--recompute)")
+        shutil.rmtree(run_dir)
+
+    with make_executor(cfg) as executor:
+        for label, status in _run(executor, lab_jobs.train_job, train_jobs, "lab: training", progress, parallel):
+            log(f"lab: {label}: {status}")
+
+        # evaluations: a record on disk is reused only under an equal key
+        records, eval_jobs = {}, []
+        val_sha = Corpus(corpus.val, name="val").sha256
+        for pe in cfg.pes:
+            for seed in cfg.seeds:
+                name = trained_name(pe)
+                fields = {"kind": "eval", "format": RESULT_FORMAT, "train_key": train_keys[None, name, seed]["key"],
+                          **pe_identity(pe), "T_train": T, "mults": list(cfg.mults),
+                          "lengths": [T * m for m in cfg.mults], "protocols": sorted(PROTOCOLS),
+                          "stride": cfg.stride, "max_windows": cfg.max_windows, "eval_batch": cfg.eval_batch,
+                          "val_sha256": val_sha}
+                key = run_key(fields)
+                path = os.path.join(cfg.out, "eval", f"{pe}-s{seed}.json")
+                if os.path.exists(path):
+                    rec, why = read_record(path, key, fields)
+                    if rec is not None:
+                        records[pe, seed] = rec
+                        continue
+                    log(f"lab: {pe} seed {seed}: the evaluation on disk was made with other settings "
+                        f"({'; '.join(why)}): evaluating again")
+                eval_jobs.append({"pe": pe, "seed": seed, "trained": name, "fields": fields, "key": key,
+                                  "path": path, "val": corpus.val, "train_key": train_keys[None, name, seed],
+                                  "run_dir": os.path.join(cfg.out, "train", f"{name}-s{seed}")})
+        for rec in _run(executor, lab_jobs.eval_job, eval_jobs, "lab: evaluating", progress, parallel):
+            records[rec["pe"], rec["seed"]] = rec
+            log(f"lab: evaluated {rec['pe']} seed {rec['seed']} in {rec['eval_seconds']:.0f} s")
+        records = [records[pe, seed] for pe in cfg.pes for seed in cfg.seeds]      # a fixed order
+
+        task_records, eval_jobs = {}, []
+        for task in cfg.tasks:
+            t = get_task(task)
+            sizes = t.test_sizes(T) if cfg.task_factors is None else t.test_sizes(T, cfg.task_factors)
+            for pe in cfg.pes:
+                for seed in cfg.seeds:
+                    name = trained_name(pe)
+                    fields = {"kind": "task_eval", "format": RESULT_FORMAT,
+                              "train_key": train_keys[task, name, seed]["key"], **pe_identity(pe),
+                              "task": task, "task_sha256": TaskSet(task).sha256, "T_train": T,
+                              "sizes": [int(s) for s in sizes], "depths": list(t.depths),
+                              "examples": cfg.task_examples, "eval_seed": TASK_EVAL_SEED}
+                    key = run_key(fields)
+                    path = os.path.join(cfg.out, "tasks", task, "eval", f"{pe}-s{seed}.json")
+                    if os.path.exists(path):
+                        rec, why = read_record(path, key, fields)
+                        if rec is not None:
+                            task_records[task, pe, seed] = rec
+                            continue
+                        log(f"lab: {task} {pe} seed {seed}: the test on disk was made with other settings "
+                            f"({'; '.join(why)}): testing again")
+                    eval_jobs.append({"pe": pe, "seed": seed, "trained": name, "fields": fields, "key": key,
+                                      "path": path, "train_key": train_keys[task, name, seed],
+                                      "run_dir": os.path.join(cfg.out, "tasks", task, f"{name}-s{seed}")})
+        for rec in _run(executor, lab_jobs.task_eval_job, eval_jobs, "lab: task accuracy", progress, parallel):
+            task_records[rec["task"], rec["pe"], rec["seed"]] = rec
+            log(f"lab: {rec['task']}: evaluated {rec['pe']} seed {rec['seed']} in {rec['eval_seconds']:.0f} s")
+    task_records = [task_records[k] for k in ((t, pe, s) for t in cfg.tasks for pe in cfg.pes for s in cfg.seeds)]
+
+    results = {"format": RESULT_FORMAT, "config": asdict(cfg), "model": model_cfg.to_dict(),
+               "train": train_cfg.to_dict(), "corpus": corpus.name, "corpus_sha256": corpus.sha256, "T_train": T,
+               "protocols": protocols(cfg.stride), "records": records, "task_records": task_records,
+               "task_train": {t: c.to_dict() for t, c in task_cfgs.items()},
+               "training_keys": {f"{task + '/' if task else ''}{name}-s{seed}": k["key"]
+                                 for (task, name, seed), k in train_keys.items()},
+               "wall_seconds": time.time() - t0}
+    write_json(os.path.join(cfg.out, "results.json"), results)
+    write_csv(os.path.join(cfg.out, "results.csv"), records)
+    summary = summarize(results)
+    atomic_write_bytes(os.path.join(cfg.out, "summary.md"), lambda f: f.write(summary.encode("utf-8")))
+    from .. import plots                       # here: plots imports lab.results, and matplotlib is slow to load
+    plots.lab_figures(results, cfg.out)
+    plots.task_figures(results, cfg.out)
+    return results, summary

@@ -1,0 +1,115 @@
+"""What the lab runs: its configuration, the encodings it compares, and the trainings they need.
+
+A trained encoding is evaluated under its own name and under every evaluation-time variant of it:
+rope_pi/ntk/dynamic/yarn/llama3 evaluate the rope checkpoint, and X+logn evaluates X's (log-n
+scaling is 1 inside T_train, so training is unchanged).
+"""
+from dataclasses import dataclass, field
+
+from .. import positions
+from ..errors import InvalidValue
+from ..tasks import get_task
+
+DEFAULT_PES = ["nope", "sinusoidal", "rope", "rope_yarn", "alibi", "kerple_log"]
+DEFAULT_MULTS = [1, 2, 4, 8, 16, 32]
+TASK_EVAL_SEED = 2024                 # the test examples: the same for every encoding and seed
+
+
+class LabError(InvalidValue):
+    """A lab configuration or run folder that the lab cannot use as asked (a user error)."""
+
+
+def _whole(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise LabError(f"LabConfig.{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def _no_repeats(name, values, flag):
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise LabError(f"{flag} names {v!r} twice: each entry is one run, and a repeat would count "
+                           f"the same run twice in the mean ± std")
+        seen.add(v)
+
+
+@dataclass
+class LabConfig:
+    preset: str = "quick"
+    pes: list = field(default_factory=lambda: list(DEFAULT_PES))
+    seeds: list = field(default_factory=lambda: [0])
+    mults: list = field(default_factory=lambda: list(DEFAULT_MULTS))
+    out: str = "runs/lab"
+    steps: int = None               # override the preset's training steps (tests, quick looks)
+    max_windows: int = None         # cap evaluation windows per length (None: the whole split)
+    eval_batch: int = 8
+    stride: int = None              # sliding-window stride in bytes (None: L/2 at each length L)
+    tasks: list = field(default_factory=list)   # synthetic tasks to train and test (tinype.tasks.TASKS)
+    task_steps: int = None          # training steps per task model (None: the task's own, 2000)
+    task_examples: int = 32         # test examples per size (and per passkey depth)
+    task_factors: list = None       # test sizes as multiples of the longest trained (None: the task's own)
+    jobs: int = 1                   # independent trainings/evaluations run in this many processes
+    dask: str = None                # address of an existing Dask scheduler (overrides jobs)
+    recompute: bool = False         # discard trainings in `out` made with other settings, and redo them
+
+    def __post_init__(self):
+        if not self.pes:
+            raise LabError("LabConfig.pes is empty: name at least one encoding")
+        self.pes = [normalize_pe(p) for p in self.pes]
+        _no_repeats("pes", self.pes, "--pe")
+        for p in self.pes:
+            check_pe(p)
+        if not self.seeds:
+            raise LabError("LabConfig.seeds is empty: name at least one seed")
+        for s in self.seeds:
+            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2 ** 63:
+                raise LabError(f"LabConfig.seeds must be whole numbers in 0..2**63-1, got {self.seeds}")
+        _no_repeats("seeds", self.seeds, "--seeds")
+        if not self.mults:
+            raise LabError("LabConfig.mults is empty: name at least one evaluation length")
+        for m in self.mults:
+            if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+                raise LabError(f"LabConfig.mults are multiples of T_train and must be whole numbers >= 1, "
+                               f"got {self.mults}")
+        _no_repeats("mults", self.mults, "--lengths")
+        for name in ("steps", "max_windows", "stride", "task_steps"):
+            if getattr(self, name) is not None:
+                _whole(name, getattr(self, name), 1)
+        _whole("eval_batch", self.eval_batch, 1)
+        _whole("jobs", self.jobs, 1)
+        _whole("task_examples", self.task_examples, 1)
+        self.tasks = [get_task(t).name for t in self.tasks]        # unknown names fail here
+        _no_repeats("tasks", self.tasks, "--tasks")
+        if self.out is None or not str(self.out).strip():
+            raise LabError("--out is empty: name a folder for the lab's runs, e.g. --out runs/lab")
+
+
+def normalize_pe(name):
+    """Registry names are case-insensitive ('ROPE ' is rope); a user module path keeps its case."""
+    if not isinstance(name, str):
+        raise LabError(f"an encoding name must be a string, got {name!r}")
+    return "+".join(p.strip() if ":" in p else p.strip().lower() for p in name.split("+"))
+
+
+def check_pe(name):
+    """Construct the encoding (registry name, combination, or a user's module path), as a user error."""
+    try:
+        positions.get(name)
+    except (ValueError, TypeError, ImportError, AttributeError) as err:
+        raise LabError(f"--pe {name!r}: {err}") from None
+
+
+def all_encodings():
+    """Every encoding the lab can compare: the registry plus the +logn variants of the 2024 habit."""
+    return positions.available() + ["rope+logn", "alibi+logn"]
+
+
+def trained_name(pe):
+    """The checkpoint an encoding is evaluated from: rope_* -> rope, X+logn -> X, logn -> nope."""
+    parts = [positions.EVAL_TIME_VARIANTS.get(p, p) for p in pe.split("+") if p != "logn"]
+    return "+".join(parts) if parts else "nope"
+
+
+def trainings(cfg):
+    """Sorted (trained encoding, seed) pairs the evaluations need."""
+    return sorted({(trained_name(pe), s) for pe in cfg.pes for s in cfg.seeds})
