@@ -338,7 +338,6 @@ def test_layer_kernels_take_read_only_arrays(dtype):
                  1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="attention kernel takes non-const memoryviews; fixed in pyx by the packaging branch")
 @pytest.mark.parametrize("dtype", FLOAT)
 def test_attention_takes_read_only_arrays(dtype):
     rng = np.random.default_rng(1)
