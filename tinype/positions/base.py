@@ -21,6 +21,11 @@ class PositionalEncoding:
     name = "base"
     #: the largest number of positions the PE can encode, or None when it has no limit
     max_positions = None
+    #: True when rotate() turns position p the same way whatever the window's length, so that a key
+    #: rotated once can be cached (plain RoPE). False (the safe default) makes incremental decoding
+    #: cache keys before rotation and rotate them again at every step, as a length-dependent
+    #: rotation needs (dynamic NTK; scalings whose factor is L / T_train; xPos's centring).
+    length_independent_rotation = False
 
     def __init__(self, **options):
         if options:
@@ -72,6 +77,25 @@ class PositionalEncoding:
     def bias_backward(self, params, dtable, cache):
         """dtable: the gradient of the table, summed over layers. Returns {local name: gradient}."""
         return {}
+
+    def bias_rows(self, params, t0, L, positions):
+        """The bias of the queries at t0..L-1 against keys 0..L-1, (H, L - t0, L), or None: what
+        incremental decoding adds to the logits of the newest queries. This default builds it from
+        bias(params, L, positions): a causal table over distances gives row a as table[:, t0 + a - j]
+        (O(H L) work per new query, never an L x L array); a dense (H, L, L) bias is sliced, which a
+        dense PE should override with rows of its own (FIRE does). Entries for keys after the
+        query are left 0: the attention masks them."""
+        out = self.bias(params, L, positions)
+        if out is None:
+            return None
+        table = out[0]
+        if table.ndim == 3:                                    # dense (H, L, L)
+            return table[:, t0:L, :]
+        if table.shape[1] != L:
+            raise ValueError(f"{self.name}: incremental decoding needs a causal (H, T) bias table, "
+                             f"got {table.shape}")
+        dist = (t0 + np.arange(L - t0))[:, None] - np.arange(L)[None, :]          # (n, L): i - j
+        return np.where(dist >= 0, table[:, np.maximum(dist, 0)], 0).astype(table.dtype)
 
     # 4. scaling the logits of each query
     def logit_scale(self, positions):
