@@ -107,28 +107,29 @@ def test_decode_refuses_a_cache_of_another_batch_size():
 
 
 @pytest.mark.parametrize("n", [1, 3])
-def test_attention_decode_equals_the_last_rows_of_full_attention(n):
+@pytest.mark.parametrize("dense", [False, True])
+def test_attention_decode_equals_the_last_rows_of_full_attention(n, dense):
     rng = np.random.default_rng(5)
     B, H, L, D = 2, 3, 11, 8
     q, k, v = (rng.normal(size=(B, H, L, D)) for _ in range(3))
-    table = rng.normal(size=(H, L))
     scale = rng.uniform(0.5, 2.0, L)
-    full, _ = attention_forward(q, k, v, 0.3, True, table, scale)
-    dist = np.arange(L - n, L)[:, None] - np.arange(L)[None, :]
-    rows = np.where(dist >= 0, table[:, np.maximum(dist, 0)], 0.0)
+    if dense:
+        bias = rng.normal(size=(H, L, L))
+        rows = bias[:, L - n:]
+    else:
+        bias = rng.normal(size=(H, L + 5))                 # a table wider than the context, as the cache keeps it
+        rows = bias
+        bias = bias[:, :L]
+    full, _ = attention_forward(q, k, v, 0.3, True, bias, scale)
     out = attention_decode(q[:, :, L - n:], k, v, 0.3, rows, scale[L - n:])
     np.testing.assert_allclose(out, full[:, :, L - n:], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("pe", ["fire", "alibi", "t5", "kerple_log", "sandwich"])
-def test_bias_rows_are_rows_of_the_full_bias(pe):
-    m = model_for(pe, dtype="float64")
+def test_fire_bias_rows_are_rows_of_its_dense_bias():
+    m = model_for("fire", dtype="float64")
     params = {k[3:]: v for k, v in m.params.items() if k.startswith("pe.")}
     L, t0 = 40, 37
-    pos = m.pe.positions(L)
-    full, _ = m.pe.bias(params, L, pos)
-    rows = m.pe.bias_rows(params, t0, L, pos)
-    if full.ndim == 2:                                    # expand the table over distances
-        i, j = np.arange(L)[:, None], np.arange(L)[None, :]
-        full = np.where(i >= j, full[:, np.maximum(i - j, 0)], 0.0)
+    full, _ = m.pe.bias(params, L, m.pe.positions(L))
+    rows = m.pe.bias_rows(params, t0, L, m.pe.positions(L))
     np.testing.assert_allclose(rows, full[:, t0:], rtol=1e-12, atol=1e-12)
+    assert m.new_cache().bias_kind == "dense" and model_for("alibi").new_cache().bias_kind == "table"

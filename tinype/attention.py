@@ -79,7 +79,8 @@ class DecodeContext(NamedTuple):
     positions: np.ndarray               # (L,) positions of every byte, cached and new
     t0: int                             # bytes already cached
     rotated_cache: bool                 # the cache holds rotated keys (else unrotated, rotated per step)
-    bias: Optional[np.ndarray]          # prefill (t0 = 0): the (H, T) table or dense bias; else (H, n, L) rows
+    bias: Optional[np.ndarray]          # prefill (t0 = 0): the (H, T) table or dense bias; later: the
+                                        # (H, W >= L) table over distances, or a dense PE's (H, n, L) rows
     logit_scale: Optional[np.ndarray]   # prefill: (T,); else (n,) the new queries' multipliers
 
 

@@ -33,6 +33,9 @@ class KVCache:
         self.v = [np.empty(shape, dtype) for _ in range(n_layer)]
         self.length = 0
         self.positions = np.zeros(0)                   # (length,) the positions the cached bytes got
+        self.rotated = True                            # keys stored after rotation (set by the model)
+        self.bias_kind = None                          # None, "table" (over distances) or "dense"
+        self.bias_table = None                         # (H, W) the table over distances, W >= length
 
     @property
     def capacity(self):

@@ -224,7 +224,22 @@ class Transformer:
         rotates = self.pe.rotate(probe, probe, np.zeros(1)) is not None
         # keys can be cached rotated unless the rotation of a position changes with the length
         cache.rotated = not rotates or bool(self.pe.length_independent_rotation)
+        bias = self.pe.bias(self._pe_params(), 1, np.zeros(1))
+        cache.bias_kind = None if bias is None else ("dense" if bias[0].ndim == 3 else "table")
         return cache
+
+    def _pe_params(self):
+        return {k[3:]: v for k, v in self.params.items() if k.startswith("pe.")}
+
+    def _decode_bias(self, cache, t0, L, pos):
+        """The bias a decoding step hands to attention: the table over distances (computed once for
+        the cache's capacity: a distance's entry does not depend on the window), or a dense PE's rows."""
+        if cache.bias_kind == "dense":
+            return self.pe.bias_rows(self._pe_params(), t0, L, pos)
+        if cache.bias_table is None or cache.bias_table.shape[1] < L:
+            W = cache.capacity
+            cache.bias_table = self.pe.bias(self._pe_params(), W, np.arange(W, dtype=np.float64))[0]
+        return cache.bias_table
 
     def decode(self, idx, cache):
         """Logits (B, n, V) of n new token ids idx (B, n) that follow the cache's bytes; the cache
@@ -253,20 +268,20 @@ class Transformer:
         if t0 and not np.array_equal(pos[:t0], cache.positions):
             raise CacheInvalid(f"{self.pe.name} gives the first {t0} bytes other positions at length {L}; "
                                "the cache cannot be extended (recompute the whole context)")
-        pe_params = {k[3:]: v for k, v in p.items() if k.startswith("pe.")}
+        pe_params = self._pe_params()
         x, _ = embedding_forward(idx, p["wte"])                          # (B, n, C)
         pe_embed = self.pe.embed(pe_params, pos[t0:])
         if pe_embed is not None:
             x = x + pe_embed[0]                                          # (n, C): the new positions' rows
         scale = self.pe.logit_scale(pos)
+        cache.reserve(L)
         if t0 == 0:
             out = self.pe.bias(pe_params, L, pos)
             bias = out[0] if out is not None else None
         else:
-            bias = self.pe.bias_rows(pe_params, t0, L, pos)
+            bias = self._decode_bias(cache, t0, L, pos) if cache.bias_kind else None
             scale = scale[t0:] if scale is not None else None
         ctx = DecodeContext(self.pe, pos, t0, cache.rotated, bias, scale)
-        cache.reserve(L)
         for l in range(cfg.n_layer):
             h = f"h{l}."
             a_in, _ = layernorm_forward(x, p[h + "ln_1.w"], p[h + "ln_1.b"], cfg.ln_eps)

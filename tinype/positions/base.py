@@ -79,23 +79,11 @@ class PositionalEncoding:
         return {}
 
     def bias_rows(self, params, t0, L, positions):
-        """The bias of the queries at t0..L-1 against keys 0..L-1, (H, L - t0, L), or None: what
-        incremental decoding adds to the logits of the newest queries. This default builds it from
-        bias(params, L, positions): a causal table over distances gives row a as table[:, t0 + a - j]
-        (O(H L) work per new query, never an L x L array); a dense (H, L, L) bias is sliced, which a
-        dense PE should override with rows of its own (FIRE does). Entries for keys after the
-        query are left 0: the attention masks them."""
-        out = self.bias(params, L, positions)
-        if out is None:
-            return None
-        table = out[0]
-        if table.ndim == 3:                                    # dense (H, L, L)
-            return table[:, t0:L, :]
-        if table.shape[1] != L:
-            raise ValueError(f"{self.name}: incremental decoding needs a causal (H, T) bias table, "
-                             f"got {table.shape}")
-        dist = (t0 + np.arange(L - t0))[:, None] - np.arange(L)[None, :]          # (n, L): i - j
-        return np.where(dist >= 0, table[:, np.maximum(dist, 0)], 0).astype(table.dtype)
+        """For a dense bias (one that depends on i as well as i - j, like FIRE): the rows of the
+        queries at t0..L-1 against keys 0..L-1, (H, L - t0, L), for incremental decoding. This
+        default slices bias(params, L, positions), O(L^2); a dense PE should compute only its rows
+        (FIRE does). A bias over distances never needs it: decoding reads its table directly."""
+        return self.bias(params, L, positions)[0][:, t0:L, :]
 
     # 4. scaling the logits of each query
     def logit_scale(self, positions):
