@@ -1,16 +1,24 @@
 """Build tinype's compiled kernels: pyx/*.pyx -> tinype._ext.
 
-`pip install -e .` runs this. Two switches:
+`pip install .` (or `pip install -e .`, or `python -m build`) runs this. The build is portable by
+default and fast everywhere:
+- The whole extension is compiled for the baseline of its architecture (x86-64: SSE2; no
+  -march=native), so a wheel runs on any machine of that architecture: pip's wheel cache, a shared
+  cluster image, a CI artefact. Only the attention kernel's register tiles (pyx/tiles.h) are also
+  compiled for AVX2 + FMA and for AVX-512, through function-level target attributes; the extension
+  picks the best one this CPU supports when it loads (tinype.kernels.CPU_PATH), and
+  TINYPE_CPU_PATH=avx2|portable lowers that choice at run time. On other architectures (aarch64)
+  or compilers without target attributes the tiles are left out and the plain loops run.
+- TINYPE_NATIVE=1 adds -march=native for every loop: for a machine that builds and runs its own
+  copy (the measured gain over the default build is small: see CONTRIBUTING.md).
 - OpenMP is probed by compiling a tiny program with -fopenmp; if the compiler cannot, the
   extension is built serially (prange then runs as a plain loop) instead of failing.
+  TINYPE_NO_OPENMP=1 skips the probe, as a compiler without OpenMP would (CI builds it so).
 - TINYPE_CYTHON_DEBUG=1 rebuilds with bounds and wraparound checks on, for debugging a kernel:
       TINYPE_CYTHON_DEBUG=1 pip install -e .
-- The kernels are compiled for the machine that builds them (-march=native, when the compiler
-  takes it): an editable install runs where it was built, and AVX2/FMA roughly double the attention
-  kernel's speed over the SSE2 baseline. TINYPE_PORTABLE=1 builds for any x86-64 instead (for a
-  wheel that other machines will use).
 """
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -23,7 +31,8 @@ from setuptools.command.build_ext import build_ext
 
 PYX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyx")
 DEBUG = os.environ.get("TINYPE_CYTHON_DEBUG", "0") not in ("", "0")
-PORTABLE = os.environ.get("TINYPE_PORTABLE", "0") not in ("", "0")
+NATIVE = os.environ.get("TINYPE_NATIVE", "0") not in ("", "0")
+NO_OPENMP = os.environ.get("TINYPE_NO_OPENMP", "0") not in ("", "0")
 
 # Vectorised math: with these flags and pyx/simd_math.h, gcc turns exp loops into calls to glibc's
 # libmvec SIMD exp (GELU's forward: 0.2 ms instead of 3.6 ms for 512k floats). -fno-finite-math-only keeps NaN and
@@ -47,6 +56,16 @@ int main(void) { int n = 0;
 """
 
 
+# The attention tiles: both instruction sets' copies, the run-time CPU check, called once.
+TILES_PROBE = r"""
+#include "tiles.h"
+int main(void) { float a[6 * 64] = {0}, b[64 * 64] = {0}, c[6 * 64] = {0};
+  if (tp_cpu_best() == 2) tp_mm_avx512(6, 64, 64, 1.0f, a, 64, 1, b, 64, c, 64);
+  if (tp_cpu_best() == 1) tp_mm_avx2(6, 64, 64, 1.0f, a, 64, 1, b, 64, c, 64);
+  return c[0] == 0.0f ? 0 : 1; }
+"""
+
+
 def compiles(compiler, code, compile_args=(), link_args=(), libraries=()) -> bool:
     """Can the compiler setuptools will use compile and link this program with these flags?"""
     tmp = tempfile.mkdtemp(prefix="tinype-probe-")
@@ -67,7 +86,7 @@ def compiles(compiler, code, compile_args=(), link_args=(), libraries=()) -> boo
 class BuildExtWithOpenMP(build_ext):
     def build_extensions(self):
         unix = sys.platform != "win32"
-        use_omp = unix and compiles(self.compiler, OPENMP_PROBE, ["-fopenmp"], ["-fopenmp"])
+        use_omp = unix and not NO_OPENMP and compiles(self.compiler, OPENMP_PROBE, ["-fopenmp"], ["-fopenmp"])
         omp = ["-fopenmp"] if use_omp else []
         math_flags, libs, macros = [], [], [("TINYPE_NO_MVEC", "1")]
         if unix and compiles(self.compiler, MATH_PROBE, ["-O3"] + FAST_MATH, libraries=["mvec", "m"]):
@@ -75,17 +94,31 @@ class BuildExtWithOpenMP(build_ext):
         elif unix and compiles(self.compiler, MATH_PROBE, ["-O3", "-DTINYPE_NO_MVEC"] + FAST_MATH):
             math_flags = FAST_MATH                # no libmvec (not glibc): scalar libm calls
         arch = []
-        if unix and not PORTABLE and compiles(self.compiler, MATH_PROBE, ["-O3", "-march=native"] + math_flags,
-                                              libraries=libs):
+        if unix and NATIVE and compiles(self.compiler, MATH_PROBE, ["-O3", "-march=native"] + math_flags,
+                                        libraries=libs):
             arch = ["-march=native"]
+        # the register tiles: AVX2 and AVX-512 copies where the compiler takes the target attributes
+        tiles = "avx512, avx2"
+        base = ["-O3"] + arch + math_flags
+        if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+            tiles = "none (not x86: plain loops)"          # tiles.h leaves them out by itself
+        elif not compiles(self.compiler, TILES_PROBE, base):
+            macros = macros + [("TINYPE_NO_AVX512", "1")]
+            tiles = "avx2"
+            if not compiles(self.compiler, TILES_PROBE, base + ["-DTINYPE_NO_AVX512"]):
+                macros = macros + [("TINYPE_NO_X86_TILES", "1")]
+                tiles = "none"
+        flags = base + omp
         print(f"tinype: building kernels {'with' if use_omp else 'WITHOUT'} OpenMP, "
-              f"{'vectorised' if libs else 'scalar'} math, {'native' if arch else 'portable'} instructions"
+              f"{'vectorised' if libs else 'scalar'} math, {'native' if arch else 'baseline'} instructions, "
+              f"attention tiles compiled for: {tiles} (chosen at run time)"
               f"{' (debug: bounds checks on)' if DEBUG else ''}")
         for ext in self.extensions:
-            ext.extra_compile_args += ["-O3"] + arch + math_flags + omp
+            ext.extra_compile_args += flags
             ext.extra_link_args += omp
             ext.libraries += libs
-            ext.define_macros += macros
+            # what tinype.kernels.build_info() reports (a C string: no quotes or backslashes inside)
+            ext.define_macros += macros + [("TINYPE_BUILD_FLAGS", '"' + " ".join(flags) + '"')]
         super().build_extensions()
 
 
@@ -95,6 +128,8 @@ extensions = [
         sources=["pyx/_ext.pyx"],
         include_dirs=[np.get_include(), PYX],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        # rebuild when an included file changes (and ship them in the sdist)
+        depends=sorted(os.path.join("pyx", f) for f in os.listdir(PYX) if f.endswith((".pxi", ".h"))),
     )
 ]
 

@@ -1,6 +1,7 @@
 """Kernel speed, measured in one run: tinype's Cython kernels against their NumPy twins and PyTorch.
 
     python benchmarks/bench_kernels.py [--lengths 256,1024,4096,8192] [--numpy-max 4096] [--skip-memory]
+    python benchmarks/bench_kernels.py --builds-only --against native=/path/to/other/_ext.so --lengths 4096
 
 1. Attention forward + backward, float32, B=1, H=4, D=64, causal with an ALiBi bias:
    tinype's fused kernel; its NumPy twin (dense T x T matrices: up to --numpy-max);
@@ -13,6 +14,11 @@
 3. Peak resident memory of attention forward + backward at T=16384 (in a fresh process).
 4. Training tokens/s of the quick preset, learned, alibi and rope PEs, compiled vs NumPy backend.
 5. The bias tables over distances (ALiBi, KERPLE and its gradient, Sandwich) at T=32768, two-sided.
+6. Builds and CPU paths side by side: attention forward + backward (as in 1) with this build's
+   register tiles on each CPU path it can run here (tinype.kernels.CPU_PATH: avx512, avx2,
+   portable), and with other builds of the extension given by --against NAME=FILE.so (e.g. a
+   -march=native build kept from another checkout), all taking turns within each round. Prints
+   each one's best and worst round, and its best relative to this build's default path.
 Threads: 2 (OMP_NUM_THREADS, BLAS, torch).
 """
 import argparse
@@ -201,6 +207,49 @@ def bench_training():
         f"({rates['cython'][pe] / rates['numpy'][pe]:.2f}x)" for pe in rates["cython"]))
 
 
+def load_build(path):
+    """Another build of tinype._ext (a .so file) as a separate module, beside this one."""
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.ExtensionFileLoader("_ext", path)       # its init function is PyInit__ext
+    spec = importlib.util.spec_from_file_location("_ext", path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def bench_builds(lengths, against, rounds):
+    paths = kernels.cpu_paths()
+    others = [(name, load_build(path)) for name, path in against]
+    print(f"\n6. builds and CPU paths, attention forward+backward as in 1 (seconds; best and worst of {rounds} "
+          f"rounds, all taking turns within a round). This build: {kernels.build_info()['compiler_flags']}")
+    for T in lengths:
+        q, k, v, bias, dout = attention_case(T)
+        names, fns = [], []
+        for path in paths:
+            def run(path=path):
+                kernels.set_cpu_path(path)
+                run_tinype(q, k, v, bias, dout, _ext)
+            names.append(f"this build, {path}")
+            fns.append(run)
+        for name, module in others:
+            names.append(name)
+            fns.append(lambda module=module: run_tinype(q, k, v, bias, dout, module))
+        for fn in fns:
+            fn()
+        times = [[] for _ in fns]
+        for _ in range(rounds):
+            for n, fn in enumerate(fns):
+                t0 = time.perf_counter()
+                fn()
+                times[n].append(time.perf_counter() - t0)
+        kernels.set_cpu_path(paths[0])
+        ref = min(times[0])
+        print(f"   T={T}")
+        for name, t in zip(names, times):
+            print(f"   {name:<28} best {min(t):.3f}  worst {max(t):.3f}  ({min(t) / ref:.2f}x this build's default)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lengths", default="256,1024,4096,8192")
@@ -208,6 +257,10 @@ def main():
                     help="longest T for the NumPy twin (memory: ~6 T^2 x 4 B x H; 8192 needs ~6 GB and ~30 s)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--against", action="append", default=[], metavar="NAME=FILE.so",
+                    help="another build of tinype._ext to time beside this one (section 6)")
+    ap.add_argument("--builds-only", action="store_true", help="run only section 6")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds of section 6")
     args = ap.parse_args()
     try:
         import torch
@@ -215,15 +268,21 @@ def main():
         torch_ok = True
     except ImportError:
         torch_ok = False
-    print(f"tinype backend {kernels.BACKEND}; attention register tiles {_ext.ATTENTION_REGISTER_TILES}; "
+    print(f"tinype backend {kernels.BACKEND}; CPU path {kernels.CPU_PATH} (of {', '.join(kernels.cpu_paths())}); "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
           f"torch {'%s' % torch.__version__ if torch_ok else 'not installed'}")
-    bench_attention([int(t) for t in args.lengths.split(",")], args.numpy_max, args.repeat, torch_ok)
+    lengths = [int(t) for t in args.lengths.split(",")]
+    against = [tuple(a.split("=", 1)) for a in args.against]
+    if args.builds_only:
+        bench_builds(lengths, against, args.rounds)
+        return
+    bench_attention(lengths, args.numpy_max, args.repeat, torch_ok)
     bench_rope(args.repeat)
     if not args.skip_memory:
         bench_memory()
     bench_training()
     bench_tables(args.repeat)
+    bench_builds([4096], against, args.rounds)
 
 
 if __name__ == "__main__":

@@ -12,94 +12,23 @@
 # - Each tile is a handful of small matrix products (S = Q K^T, O += P V; in the backward also
 #   dV += P^T dO, dP = dO V^T, dQ += dS K, dK += dS^T Q), all of the one form of _tile_mm below.
 #   K^T and V^T are packed once per call (block by block), so no product transposes anything.
-# - _tile_mm computes float32 products 6 rows x 16 columns at a time with the 12 partial sums held
-#   in AVX registers (gcc's vector types): each loaded row of B feeds 6 fused multiply-adds, which
-#   is what lifts a matrix product from memory speed to arithmetic speed (~4x the plain loop here).
-#   float64 (the gradient checks), the ragged edges of a tile and CPUs without AVX (a
-#   TINYPE_PORTABLE=1 build) take the plain loop.
+# - _tile_mm computes float32 products in register tiles (pyx/tiles.h: 6 x 16 floats in AVX2
+#   registers, or 6 x 32 in AVX-512 ones), each loaded row of B feeding 12 fused multiply-adds,
+#   which lifts a matrix product from memory speed to arithmetic speed (~4x the plain loop here).
+#   The extension itself is compiled for any x86-64; only those tile functions carry AVX2 / AVX-512,
+#   and the CPU path (_common.pxi) picks one at run time. The portable path (older CPUs, aarch64,
+#   TINYPE_CPU_PATH=portable) has 6 x 8 tiles in the 128-bit vectors every x86-64 and aarch64 has;
+#   float64 (the gradient checks) takes the plain loop.
 # - Causal attention visits only key blocks with j <= i; the diagonal tile masks its upper half.
 # - Forward: one OpenMP task per (batch, head, query tile). Backward: one per (batch, head), so that
 #   dq, dk, dv and the bias-table gradient of a head each have a single writer (no atomics).
 
-from libc.stdlib cimport malloc, free
-from libc.string cimport memset
-
-cdef extern from "math.h" nogil:
-    float INFINITY
-
-cdef extern from *:
-    """
-    /* Eight floats in one 256-bit register (gcc/clang vector extension). aligned(4): a load or
-       store through this type may sit at any float address. Without AVX (TINYPE_PORTABLE=1
-       builds, other CPUs) gcc would emulate the type through memory, 20x slower than the plain
-       loop, and other compilers lack the extension: there the register tile is left out, and the
-       type is a plain float only so that the unused tile function still compiles. */
-    #if defined(__GNUC__) && defined(__AVX__)
-    typedef float tp_f8 __attribute__((vector_size(32), aligned(4)));
-    static inline tp_f8 tp_f8_zero(void) { tp_f8 z = {0}; return z; }
-    #define TP_REGISTER_TILES 1
-    #else
-    typedef float tp_f8;
-    static inline tp_f8 tp_f8_zero(void) { return 0; }
-    #define TP_REGISTER_TILES 0
-    #endif
-    """
-    ctypedef float f8 "tp_f8"
-    f8 f8_zero "tp_f8_zero"() nogil
-    const bint REGISTER_TILES "TP_REGISTER_TILES"
-
-# True when this build multiplies float32 tiles in AVX registers (see above); the benchmark prints it.
-ATTENTION_REGISTER_TILES = bool(REGISTER_TILES)
+# True when this build on this CPU multiplies float32 tiles in vector registers.
+ATTENTION_REGISTER_TILES = _cpu_best > 0 or bool(TP_HAVE_BASE)
 
 cdef enum:
     BQ = 96          # query rows per tile
     BK = 96          # keys per tile
-    MR = 6           # micro-tile rows (float32 fast path)
-    NR = 16          # micro-tile columns: two registers of 8 floats
-
-
-cdef void _micro_6x16(Py_ssize_t K, float alpha, const float* A, Py_ssize_t a_rs, Py_ssize_t a_ks,
-                      const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc) noexcept nogil:
-    """C[0:6, 0:16] += alpha * A[0:6, 0:K] B[0:K, 0:16]; A[m, k] = A[m * a_rs + k * a_ks]."""
-    cdef f8 c00 = f8_zero(), c01 = f8_zero(), c10 = f8_zero(), c11 = f8_zero()
-    cdef f8 c20 = f8_zero(), c21 = f8_zero(), c30 = f8_zero(), c31 = f8_zero()
-    cdef f8 c40 = f8_zero(), c41 = f8_zero(), c50 = f8_zero(), c51 = f8_zero()
-    cdef f8 b0, b1
-    cdef float a
-    cdef Py_ssize_t kk
-    for kk in range(K):
-        b0 = (<f8*>(B + kk * ldb))[0]               # B[kk, 0:8] and B[kk, 8:16]
-        b1 = (<f8*>(B + kk * ldb + 8))[0]
-        a = A[kk * a_ks]                            # each A[m, kk] is broadcast against both
-        c00 += a * b0
-        c01 += a * b1
-        a = A[a_rs + kk * a_ks]
-        c10 += a * b0
-        c11 += a * b1
-        a = A[2 * a_rs + kk * a_ks]
-        c20 += a * b0
-        c21 += a * b1
-        a = A[3 * a_rs + kk * a_ks]
-        c30 += a * b0
-        c31 += a * b1
-        a = A[4 * a_rs + kk * a_ks]
-        c40 += a * b0
-        c41 += a * b1
-        a = A[5 * a_rs + kk * a_ks]
-        c50 += a * b0
-        c51 += a * b1
-    (<f8*>C)[0] += alpha * c00
-    (<f8*>(C + 8))[0] += alpha * c01
-    (<f8*>(C + ldc))[0] += alpha * c10
-    (<f8*>(C + ldc + 8))[0] += alpha * c11
-    (<f8*>(C + 2 * ldc))[0] += alpha * c20
-    (<f8*>(C + 2 * ldc + 8))[0] += alpha * c21
-    (<f8*>(C + 3 * ldc))[0] += alpha * c30
-    (<f8*>(C + 3 * ldc + 8))[0] += alpha * c31
-    (<f8*>(C + 4 * ldc))[0] += alpha * c40
-    (<f8*>(C + 4 * ldc + 8))[0] += alpha * c41
-    (<f8*>(C + 5 * ldc))[0] += alpha * c50
-    (<f8*>(C + 5 * ldc + 8))[0] += alpha * c51
 
 
 cdef void _plain_mm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, floating alpha, const floating* A,
@@ -120,17 +49,17 @@ cdef void _tile_mm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, floating alpha, con
                    Py_ssize_t ldc) noexcept nogil:
     """C[m, n] += alpha * sum_k A[m, k] B[k, n], with A[m, k] = A[m * a_rs + k * a_ks] (a_ks = 1: A
     is row-major; a_rs = 1: A is stored transposed), B row-major with row stride ldb, C with ldc."""
-    cdef Py_ssize_t mf = 0, nf = 0, mb, nb
-    if floating is float and REGISTER_TILES:
-        mf = M - M % MR
-        nf = N - N % NR
-        for mb in range(mf // MR):
-            for nb in range(nf // NR):
-                _micro_6x16(K, alpha, A + mb * MR * a_rs, a_rs, a_ks, B + nb * NR, ldb,
-                            C + mb * MR * ldc + nb * NR, ldc)
-    # the ragged edges: columns nf.. of the first mf rows, then the rows mf..
-    _plain_mm(mf, N - nf, K, alpha, A, a_rs, a_ks, B + nf, ldb, C + nf, ldc)
-    _plain_mm(M - mf, N, K, alpha, A + mf * a_rs, a_rs, a_ks, B, ldb, C + mf * ldc, ldc)
+    if floating is float:
+        if _cpu_path == 2:
+            tp_mm_avx512(M, N, K, alpha, A, a_rs, a_ks, B, ldb, C, ldc)
+            return
+        if _cpu_path == 1:
+            tp_mm_avx2(M, N, K, alpha, A, a_rs, a_ks, B, ldb, C, ldc)
+            return
+        if TP_HAVE_BASE:
+            tp_mm_base(M, N, K, alpha, A, a_rs, a_ks, B, ldb, C, ldc)
+            return
+    _plain_mm(M, N, K, alpha, A, a_rs, a_ks, B, ldb, C, ldc)
 
 
 cdef void _pack_transposed(const floating* x, floating* xt, Py_ssize_t T, Py_ssize_t D) noexcept nogil:
@@ -339,42 +268,15 @@ cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* k
     free(dg)
 
 
-def _check_attention(q, k, v, bias, logit_scale, causal):
-    for name, a in (("q", q), ("k", k), ("v", v)):
-        _check(name, a, 4, None if name == "q" else q.dtype)
-    if k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(f"q, k, v shapes differ: {q.shape}, {k.shape}, {v.shape}")
-    T = q.shape[2]
-    if q.shape[3] < 1 or T < 1:
-        raise ValueError(f"q has an empty axis: {q.shape}")
-    offset = 0
-    if bias is not None:
-        _check("bias", bias, 2, q.dtype)
-        if bias.shape[0] != q.shape[1] or bias.shape[1] not in (T, 2 * T - 1):
-            raise ValueError(f"bias must be (H, T) or (H, 2T-1) = ({q.shape[1]}, {T} or {2 * T - 1}), got {bias.shape}")
-        if bias.shape[1] == 2 * T - 1:
-            offset = T - 1
-        elif T > 1 and not causal:
-            raise ValueError("a one-sided (H, T) bias table needs causal=True; pass (H, 2T-1) otherwise")
-    if logit_scale is not None:
-        _check("logit_scale", logit_scale, 1, q.dtype)
-        if logit_scale.shape[0] != T:
-            raise ValueError(f"logit_scale must be (T,)=({T},), got {logit_scale.shape}")
-    return offset
-
-
 def _packed(x):
     """K^T or V^T block by block (B, H, blocks, D, BK), zero-padded: the B operand of S = Q K^T."""
     B, H, T, D = x.shape
     xt = np.empty((B, H, (T + BK - 1) // BK, D, BK), dtype=x.dtype)
-    if x.dtype == np.float32:
-        _pack_all[float](x, xt)
-    else:
-        _pack_all[double](x, xt)
+    _pack_all(x, xt)
     return xt
 
 
-cdef void _pack_all(floating[:, :, :, ::1] x, floating[:, :, :, :, ::1] xt):
+def _pack_all(const floating[:, :, :, ::1] x, floating[:, :, :, :, ::1] xt):
     cdef Py_ssize_t H = x.shape[1], T = x.shape[2], D = x.shape[3], bh
     with nogil:
         for bh in prange(x.shape[0] * H, schedule="static"):
@@ -387,34 +289,25 @@ def attention_forward(q, k, v, double scale, bint causal=True, bias=None, logit_
     q, k, v: C-contiguous (B, H, T, D), float32 or float64; bias: None, (H, T) or (H, 2T-1);
     logit_scale: None or (T,); all of one dtype.
     """
-    cdef Py_ssize_t offset = _check_attention(q, k, v, bias, logit_scale, causal)
+    cdef Py_ssize_t offset = _checks.attention(q, k, v, bias, logit_scale, causal)
     out = np.empty_like(q)
     lse = np.empty(q.shape[:3], dtype=q.dtype)
-    kt = _packed(k)
-    if q.dtype == np.float32:
-        _attn_fwd[float](q, kt, v, out, lse, scale, causal, bias, offset, logit_scale)
-    else:
-        _attn_fwd[double](q, kt, v, out, lse, scale, causal, bias, offset, logit_scale)
+    # empty stand-ins for an absent bias or logit_scale: the loops pass NULL for them
+    none2, none1 = np.zeros((0, 0), q.dtype), np.zeros(0, q.dtype)
+    _attn_fwd(q, _packed(k), v, out, lse, scale, causal, none2 if bias is None else bias, bias is not None, offset,
+              none1 if logit_scale is None else logit_scale, logit_scale is not None)
     return out, lse
 
 
-cdef void _attn_fwd(floating[:, :, :, ::1] q, floating[:, :, :, :, ::1] kt, floating[:, :, :, ::1] v,
-                    floating[:, :, :, ::1] out, floating[:, :, ::1] lse, double scale, bint causal,
-                    object bias, Py_ssize_t offset, object logit_scale):
+def _attn_fwd(const floating[:, :, :, ::1] q, const floating[:, :, :, :, ::1] kt, const floating[:, :, :, ::1] v,
+              floating[:, :, :, ::1] out, floating[:, :, ::1] lse, double scale, bint causal,
+              const floating[:, ::1] bias, bint with_bias, Py_ssize_t offset,
+              const floating[::1] logit_scale, bint with_mult):
     cdef Py_ssize_t B = q.shape[0], H = q.shape[1], T = q.shape[2], D = q.shape[3], b, h, task
     cdef Py_ssize_t tiles = (T + BQ - 1) // BQ, qb
-    cdef floating[:, ::1] bias_v
-    cdef floating[::1] mult_v
-    cdef const floating* bias_p = NULL
-    cdef const floating* mult_p = NULL
-    cdef Py_ssize_t n_table = 0
-    if bias is not None:
-        bias_v = bias
-        bias_p = &bias_v[0, 0]
-        n_table = bias_v.shape[1]
-    if logit_scale is not None:
-        mult_v = logit_scale
-        mult_p = &mult_v[0]
+    cdef const floating* bias_p = &bias[0, 0] if with_bias else NULL
+    cdef const floating* mult_p = &logit_scale[0] if with_mult else NULL
+    cdef Py_ssize_t n_table = bias.shape[1]
     with nogil:
         # the last query tiles of a causal head have the most keys: hand them out first
         for task in prange(B * H * tiles, schedule="dynamic"):
@@ -428,50 +321,31 @@ cdef void _attn_fwd(floating[:, :, :, ::1] q, floating[:, :, :, :, ::1] kt, floa
 
 def attention_backward(dout, q, k, v, out, lse, double scale, bint causal=True, bias=None, logit_scale=None):
     """Returns dq, dk, dv (B, H, T, D) and dbias (bias's shape, or None). Twin: reference.attention_backward."""
-    cdef Py_ssize_t offset = _check_attention(q, k, v, bias, logit_scale, causal)
-    _check("dout", dout, 4, q.dtype)
-    _check("out", out, 4, q.dtype)
-    _check("lse", lse, 3, q.dtype)
-    if dout.shape != q.shape or out.shape != q.shape or lse.shape != q.shape[:3]:
-        raise ValueError(f"dout {dout.shape}, out {out.shape}, lse {lse.shape} do not fit q {q.shape}")
+    cdef Py_ssize_t offset = _checks.attention(q, k, v, bias, logit_scale, causal)
+    _checks.attention_saved(q, dout, out, lse)
     dq = np.empty_like(q)
     dk = np.empty_like(q)
     dv = np.empty_like(q)
-    kt, vt = _packed(k), _packed(v)
     # one bias-gradient row per (batch, head): each task writes only its own, summed over B below
-    dbias = None if bias is None else np.zeros((q.shape[0], q.shape[1], bias.shape[1]), dtype=np.float64)
-    if q.dtype == np.float32:
-        _attn_bwd[float](dout, q, k, kt, vt, out, lse, dq, dk, dv, dbias, scale, causal, bias, offset, logit_scale)
-    else:
-        _attn_bwd[double](dout, q, k, kt, vt, out, lse, dq, dk, dv, dbias, scale, causal, bias, offset, logit_scale)
-    if dbias is not None:
-        dbias = dbias.sum(axis=0).astype(q.dtype)
-    return dq, dk, dv, dbias
+    dbias = np.zeros((q.shape[0], q.shape[1], 0 if bias is None else bias.shape[1]), dtype=np.float64)
+    none2, none1 = np.zeros((0, 0), q.dtype), np.zeros(0, q.dtype)
+    _attn_bwd(dout, q, k, _packed(k), _packed(v), out, lse, dq, dk, dv, dbias, scale, causal,
+              none2 if bias is None else bias, bias is not None, offset,
+              none1 if logit_scale is None else logit_scale, logit_scale is not None)
+    return dq, dk, dv, None if bias is None else dbias.sum(axis=0).astype(q.dtype)
 
 
-cdef void _attn_bwd(floating[:, :, :, ::1] dout, floating[:, :, :, ::1] q, floating[:, :, :, ::1] k,
-                    floating[:, :, :, :, ::1] kt, floating[:, :, :, :, ::1] vt,
-                    floating[:, :, :, ::1] out, floating[:, :, ::1] lse,
-                    floating[:, :, :, ::1] dq, floating[:, :, :, ::1] dk, floating[:, :, :, ::1] dv,
-                    object dbias, double scale, bint causal, object bias, Py_ssize_t offset,
-                    object logit_scale):
+def _attn_bwd(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] q, const floating[:, :, :, ::1] k,
+              const floating[:, :, :, :, ::1] kt, const floating[:, :, :, :, ::1] vt,
+              const floating[:, :, :, ::1] out, const floating[:, :, ::1] lse,
+              floating[:, :, :, ::1] dq, floating[:, :, :, ::1] dk, floating[:, :, :, ::1] dv,
+              double[:, :, ::1] dbias, double scale, bint causal, const floating[:, ::1] bias, bint with_bias,
+              Py_ssize_t offset, const floating[::1] logit_scale, bint with_mult):
     cdef Py_ssize_t B = q.shape[0], H = q.shape[1], T = q.shape[2], D = q.shape[3], bh, b, h
-    cdef floating[:, ::1] bias_v
-    cdef floating[::1] mult_v
-    cdef double[:, :, ::1] dbias_v
-    cdef const floating* bias_p = NULL
-    cdef const floating* mult_p = NULL
-    cdef double* dbias_p = NULL
-    cdef Py_ssize_t n_table = 0
-    if bias is not None:
-        bias_v = bias
-        bias_p = &bias_v[0, 0]
-        n_table = bias_v.shape[1]
-        dbias_v = dbias
-        dbias_p = &dbias_v[0, 0, 0]
-    if logit_scale is not None:
-        mult_v = logit_scale
-        mult_p = &mult_v[0]
+    cdef const floating* bias_p = &bias[0, 0] if with_bias else NULL
+    cdef const floating* mult_p = &logit_scale[0] if with_mult else NULL
+    cdef double* dbias_p = &dbias[0, 0, 0] if with_bias else NULL
+    cdef Py_ssize_t n_table = bias.shape[1]
     with nogil:
         for bh in prange(B * H, schedule="dynamic"):
             b = bh // H

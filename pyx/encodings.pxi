@@ -2,28 +2,21 @@
 #
 # Shape letters: N positions, C channels (the model width).
 
-import numpy as np
-cimport numpy as cnp
-from cython cimport floating
-from cython.parallel cimport prange
-from libc.math cimport sin, cos, pow, fabs, log, log1p
 
-cnp.import_array()
-
-
-cdef void _sinusoidal_rows(const floating[::1] positions, floating[:, ::1] out,
-                           const double[::1] inv_freq) noexcept nogil:
+def _sinusoidal_rows(const floating[::1] positions, floating[:, ::1] out,
+                     const double[::1] inv_freq):
     cdef Py_ssize_t n_pos = out.shape[0], dim = out.shape[1]
     cdef Py_ssize_t p, i
     cdef double angle
-    # Rows are independent: each thread owns whole rows of `out`.
-    for p in prange(n_pos, schedule="static"):
-        for i in range(inv_freq.shape[0]):
-            # Angles in double even for float32 tables: at p = 4096 a float32 angle is off by ~1e-3.
-            angle = <double>positions[p] * inv_freq[i]
-            out[p, 2 * i] = <floating>sin(angle)
-            if 2 * i + 1 < dim:
-                out[p, 2 * i + 1] = <floating>cos(angle)
+    with nogil:
+        # Rows are independent: each thread owns whole rows of `out`.
+        for p in prange(n_pos, schedule="static"):
+            for i in range(inv_freq.shape[0]):
+                # Angles in double even for float32 tables: at p = 4096 a float32 angle is off by ~1e-3.
+                angle = <double>positions[p] * inv_freq[i]
+                out[p, 2 * i] = <floating>sin(angle)
+                if 2 * i + 1 < dim:
+                    out[p, 2 * i + 1] = <floating>cos(angle)
 
 
 def sinusoidal_table(positions, Py_ssize_t dim, double base=10000.0):
@@ -32,28 +25,14 @@ def sinusoidal_table(positions, Py_ssize_t dim, double base=10000.0):
     positions: (N,) float32 or float64, real values allowed, C-contiguous.
     Returns (N, dim) in the dtype of `positions`. Twin: tinype.reference.sinusoidal_table.
     """
-    if not isinstance(positions, np.ndarray):
-        raise TypeError(f"positions must be a numpy array, got {type(positions).__name__}")
-    if positions.ndim != 1:
-        raise ValueError(f"positions must be 1-D (N,), got shape {positions.shape}")
-    if positions.dtype != np.float32 and positions.dtype != np.float64:
-        raise TypeError(f"positions must be float32 or float64, got {positions.dtype}")
-    if not positions.flags.c_contiguous:
-        raise ValueError("positions must be C-contiguous (use np.ascontiguousarray)")
-    if dim < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
-    if not base > 0.0:
-        raise ValueError(f"base must be > 0, got {base}")
+    _checks.sinusoidal(positions, dim, base)
     cdef Py_ssize_t i, half = (dim + 1) // 2
     inv = np.empty(half, dtype=np.float64)
     cdef double[::1] inv_v = inv
     for i in range(half):
         inv_v[i] = pow(base, -(2.0 * i) / dim)
     out = np.empty((positions.shape[0], dim), dtype=positions.dtype)
-    if positions.dtype == np.float32:
-        _sinusoidal_rows[float](positions, out, inv_v)
-    else:
-        _sinusoidal_rows[double](positions, out, inv_v)
+    _sinusoidal_rows(positions, out, inv_v)
     return out
 
 
@@ -78,10 +57,7 @@ def alibi_table(slopes, Py_ssize_t T, bint causal):
     _check("slopes", slopes, 1)
     n, lo = _check_table(T, causal)
     out = np.empty((slopes.shape[0], n), dtype=slopes.dtype)
-    if slopes.dtype == np.float32:
-        _kerple_rows[float](slopes, slopes, out, lo, 0)
-    else:
-        _kerple_rows[double](slopes, slopes, out, lo, 0)
+    _kerple_rows(slopes, slopes, out, lo, 0)
     return out
 
 
@@ -90,10 +66,7 @@ def kerple_table(r1, r2, Py_ssize_t T, bint causal, bint power):
     _check_kerple(r1, r2)
     n, lo = _check_table(T, causal)
     out = np.empty((r1.shape[0], n), dtype=r1.dtype)
-    if r1.dtype == np.float32:
-        _kerple_rows[float](r1, r2, out, lo, 2 if power else 1)
-    else:
-        _kerple_rows[double](r1, r2, out, lo, 2 if power else 1)
+    _kerple_rows(r1, r2, out, lo, 2 if power else 1)
     return out
 
 
@@ -113,12 +86,13 @@ cdef inline double _kerple_g(double d, double r2, int kind) noexcept nogil:
     return pow(d, r2)
 
 
-cdef void _kerple_rows(const floating[::1] r1, const floating[::1] r2, floating[:, ::1] out,
-                       Py_ssize_t lo, int kind) noexcept nogil:
+def _kerple_rows(const floating[::1] r1, const floating[::1] r2, floating[:, ::1] out,
+                 Py_ssize_t lo, int kind):
     cdef Py_ssize_t h, c
-    for h in prange(out.shape[0], schedule="static"):
-        for c in range(out.shape[1]):
-            out[h, c] = <floating>(-<double>r1[h] * _kerple_g(fabs(<double>(c + lo)), r2[h], kind))
+    with nogil:
+        for h in prange(out.shape[0], schedule="static"):
+            for c in range(out.shape[1]):
+                out[h, c] = <floating>(-<double>r1[h] * _kerple_g(fabs(<double>(c + lo)), r2[h], kind))
 
 
 def kerple_table_backward(dtable, r1, r2, Py_ssize_t T, bint causal, bint power):
@@ -130,31 +104,29 @@ def kerple_table_backward(dtable, r1, r2, Py_ssize_t T, bint causal, bint power)
         raise ValueError(f"dtable must be (H, {n}) = ({r1.shape[0]}, {n}), got {dtable.shape}")
     dr1 = np.empty(r1.shape[0], dtype=np.float64)
     dr2 = np.empty(r1.shape[0], dtype=np.float64)
-    if r1.dtype == np.float32:
-        _kerple_grads[float](dtable, r1, r2, dr1, dr2, lo, power)
-    else:
-        _kerple_grads[double](dtable, r1, r2, dr1, dr2, lo, power)
+    _kerple_grads(dtable, r1, r2, dr1, dr2, lo, power)
     return dr1.astype(r1.dtype), dr2.astype(r1.dtype)
 
 
-cdef void _kerple_grads(const floating[:, ::1] dtable, const floating[::1] r1, const floating[::1] r2,
-                        double[::1] dr1, double[::1] dr2, Py_ssize_t lo, bint power) noexcept nogil:
+def _kerple_grads(const floating[:, ::1] dtable, const floating[::1] r1, const floating[::1] r2,
+                  double[::1] dr1, double[::1] dr2, Py_ssize_t lo, bint power):
     cdef Py_ssize_t h, c
     cdef double d, g, dg, a, b
-    for h in prange(dtable.shape[0], schedule="static"):
-        a = 0
-        b = 0
-        for c in range(dtable.shape[1]):
-            d = fabs(<double>(c + lo))
-            g = _kerple_g(d, r2[h], 2 if power else 1)
-            if power:
-                dg = g * log(d) if d > 0 else 0.0       # d/dr2 d^r2 = d^r2 ln d
-            else:
-                dg = d / (1 + r2[h] * d)                # d/dr2 ln(1 + r2 d)
-            a = a + dtable[h, c] * g
-            b = b + dtable[h, c] * dg
-        dr1[h] = -a
-        dr2[h] = -r1[h] * b
+    with nogil:
+        for h in prange(dtable.shape[0], schedule="static"):
+            a = 0
+            b = 0
+            for c in range(dtable.shape[1]):
+                d = fabs(<double>(c + lo))
+                g = _kerple_g(d, r2[h], 2 if power else 1)
+                if power:
+                    dg = g * log(d) if d > 0 else 0.0       # d/dr2 d^r2 = d^r2 ln d
+                else:
+                    dg = d / (1 + r2[h] * d)                # d/dr2 ln(1 + r2 d)
+                a = a + dtable[h, c] * g
+                b = b + dtable[h, c] * dg
+            dr1[h] = -a
+            dr2[h] = -r1[h] * b
 
 
 def sandwich_table(head_scale, Py_ssize_t dim, Py_ssize_t T, bint causal):
@@ -171,10 +143,7 @@ def sandwich_table(head_scale, Py_ssize_t dim, Py_ssize_t T, bint causal):
     inner = np.empty(n, dtype=np.float64)
     _cosine_sums(inv_v, inner, lo, dim)
     out = np.empty((head_scale.shape[0], n), dtype=head_scale.dtype)
-    if head_scale.dtype == np.float32:
-        _scaled_rows[float](inner, head_scale, out)
-    else:
-        _scaled_rows[double](inner, head_scale, out)
+    _scaled_rows(inner, head_scale, out)
     return out
 
 
@@ -188,11 +157,12 @@ cdef void _cosine_sums(const double[::1] inv_freq, double[::1] inner, Py_ssize_t
         inner[c] = acc - dim / 2.0             # dim/2 as a real number: dim may be odd
 
 
-cdef void _scaled_rows(const double[::1] inner, const floating[::1] head_scale, floating[:, ::1] out) noexcept nogil:
+def _scaled_rows(const double[::1] inner, const floating[::1] head_scale, floating[:, ::1] out):
     cdef Py_ssize_t h, c
-    for h in prange(out.shape[0], schedule="static"):
-        for c in range(out.shape[1]):
-            out[h, c] = <floating>(inner[c] / head_scale[h])
+    with nogil:
+        for h in prange(out.shape[0], schedule="static"):
+            for c in range(out.shape[1]):
+                out[h, c] = <floating>(inner[c] / head_scale[h])
 
 
 def _check_buckets(buckets, n_buckets, n_table=None):
@@ -211,18 +181,16 @@ def bucket_table(values, buckets):
     _check("values", values, 2)
     _check_buckets(buckets, values.shape[0])
     out = np.empty((values.shape[1], buckets.shape[0]), dtype=values.dtype)
-    if values.dtype == np.float32:
-        _gather_rows[float](values, buckets, out)
-    else:
-        _gather_rows[double](values, buckets, out)
+    _gather_rows(values, buckets, out)
     return out
 
 
-cdef void _gather_rows(const floating[:, ::1] values, const cnp.int64_t[::1] buckets, floating[:, ::1] out) noexcept nogil:
+def _gather_rows(const floating[:, ::1] values, const cnp.int64_t[::1] buckets, floating[:, ::1] out):
     cdef Py_ssize_t h, c
-    for h in prange(out.shape[0], schedule="static"):
-        for c in range(out.shape[1]):
-            out[h, c] = values[buckets[c], h]
+    with nogil:
+        for h in prange(out.shape[0], schedule="static"):
+            for c in range(out.shape[1]):
+                out[h, c] = values[buckets[c], h]
 
 
 def bucket_table_backward(dtable, buckets, Py_ssize_t n_buckets):
@@ -234,16 +202,14 @@ def bucket_table_backward(dtable, buckets, Py_ssize_t n_buckets):
     if buckets.shape[0] != dtable.shape[1]:
         raise ValueError(f"buckets has {buckets.shape[0]} entries for a table of {dtable.shape[1]} columns")
     grad = np.zeros((n_buckets, dtable.shape[0]), dtype=dtable.dtype)
-    if dtable.dtype == np.float32:
-        _scatter_rows[float](dtable, buckets, grad)
-    else:
-        _scatter_rows[double](dtable, buckets, grad)
+    _scatter_rows(dtable, buckets, grad)
     return grad
 
 
-cdef void _scatter_rows(const floating[:, ::1] dtable, const cnp.int64_t[::1] buckets, floating[:, ::1] grad) noexcept nogil:
+def _scatter_rows(const floating[:, ::1] dtable, const cnp.int64_t[::1] buckets, floating[:, ::1] grad):
     cdef Py_ssize_t h, c
-    # each thread owns whole heads, i.e. whole columns of grad: no two threads add to one entry
-    for h in prange(dtable.shape[0], schedule="static"):
-        for c in range(dtable.shape[1]):
-            grad[buckets[c], h] += dtable[h, c]
+    with nogil:
+        # each thread owns whole heads, i.e. whole columns of grad: no two threads add to one entry
+        for h in prange(dtable.shape[0], schedule="static"):
+            for c in range(dtable.shape[1]):
+                grad[buckets[c], h] += dtable[h, c]

@@ -6,52 +6,8 @@
 #
 # Shape letters: N rows (B*T), C channels, V vocabulary.
 
-cdef extern from "simd_math.h" nogil:     # math.h, plus the SIMD exp declarations
-    float expf(float)
-    float logf(float)
-    float sqrtf(float)
-    double exp(double)
-    double log(double)
-    double sqrt(double)
-
 cdef double GELU_K = 0.7978845608028654      # sqrt(2 / pi)
 cdef double GELU_A = 0.044715
-
-
-cdef inline floating _exp(floating x) noexcept nogil:
-    if floating is float:
-        return expf(x)
-    else:
-        return exp(x)
-
-
-cdef inline floating _log(floating x) noexcept nogil:
-    if floating is float:
-        return logf(x)
-    else:
-        return log(x)
-
-
-cdef inline floating _sqrt(floating x) noexcept nogil:
-    if floating is float:
-        return sqrtf(x)
-    else:
-        return sqrt(x)
-
-
-def _check(name, a, ndim, dtype=None):
-    """Validation shared by the def wrappers: a C-contiguous float32/float64 array of ndim dims."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
-    if dtype is None:
-        if a.dtype != np.float32 and a.dtype != np.float64:
-            raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
-    elif a.dtype != dtype:
-        raise TypeError(f"{name} must be {np.dtype(dtype).name} like the other inputs, got {a.dtype}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
 
 
 # GELU --------------------------------------------------------------------------------------------
@@ -86,19 +42,21 @@ cdef inline void _gelu_bwd_span(const floating* dout, const floating* x, const f
                            * <floating>GELU_K * (1 + <floating>(3 * GELU_A) * xi * xi))
 
 
-cdef void _gelu_fwd(const floating[::1] x, floating[::1] out, floating[::1] t) noexcept nogil:
+def _gelu_fwd(const floating[::1] x, floating[::1] out, floating[::1] t):
     cdef Py_ssize_t c, start, n = x.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
-        start = c * CHUNK
-        _gelu_fwd_span(&x[start], &out[start], &t[start], min(CHUNK, n - start))
+    with nogil:
+        for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
+            start = c * CHUNK
+            _gelu_fwd_span(&x[start], &out[start], &t[start], min(CHUNK, n - start))
 
 
-cdef void _gelu_bwd(const floating[::1] dout, const floating[::1] x, const floating[::1] t,
-                    floating[::1] dx) noexcept nogil:
+def _gelu_bwd(const floating[::1] dout, const floating[::1] x, const floating[::1] t,
+              floating[::1] dx):
     cdef Py_ssize_t c, start, n = x.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
-        start = c * CHUNK
-        _gelu_bwd_span(&dout[start], &x[start], &t[start], &dx[start], min(CHUNK, n - start))
+    with nogil:
+        for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
+            start = c * CHUNK
+            _gelu_bwd_span(&dout[start], &x[start], &t[start], &dx[start], min(CHUNK, n - start))
 
 
 def gelu_forward(x):
@@ -109,10 +67,7 @@ def gelu_forward(x):
     _check("x", x, x.ndim)
     out = np.empty_like(x)
     t = np.empty_like(x)
-    if x.dtype == np.float32:
-        _gelu_fwd[float](x.reshape(-1), out.reshape(-1), t.reshape(-1))
-    else:
-        _gelu_fwd[double](x.reshape(-1), out.reshape(-1), t.reshape(-1))
+    _gelu_fwd(x.reshape(-1), out.reshape(-1), t.reshape(-1))
     return out, t
 
 
@@ -124,10 +79,7 @@ def gelu_backward(dout, x, t):
     if dout.shape != x.shape or t.shape != x.shape:
         raise ValueError(f"shapes differ: dout {dout.shape}, x {x.shape}, t {t.shape}")
     dx = np.empty_like(x)
-    if x.dtype == np.float32:
-        _gelu_bwd[float](dout.reshape(-1), x.reshape(-1), t.reshape(-1), dx.reshape(-1))
-    else:
-        _gelu_bwd[double](dout.reshape(-1), x.reshape(-1), t.reshape(-1), dx.reshape(-1))
+    _gelu_bwd(dout.reshape(-1), x.reshape(-1), t.reshape(-1), dx.reshape(-1))
     return dx
 
 
@@ -169,18 +121,20 @@ cdef inline void _ln_bwd_row(const floating* dout, const floating* xhat, floatin
         dx[c] = rstd * (dout[c] * w[c] - a - xhat[c] * bb)
 
 
-cdef void _ln_fwd(const floating[:, ::1] x, const floating[::1] w, const floating[::1] b, double eps,
-                  floating[:, ::1] out, floating[:, ::1] xhat, floating[::1] rstd) noexcept nogil:
+def _ln_fwd(const floating[:, ::1] x, const floating[::1] w, const floating[::1] b, double eps,
+            floating[:, ::1] out, floating[:, ::1] xhat, floating[::1] rstd):
     cdef Py_ssize_t n, C = x.shape[1]
-    for n in prange(x.shape[0], schedule="static"):
-        _ln_fwd_row(&x[n, 0], &w[0], &b[0], eps, &out[n, 0], &xhat[n, 0], &rstd[n], C)
+    with nogil:
+        for n in prange(x.shape[0], schedule="static"):
+            _ln_fwd_row(&x[n, 0], &w[0], &b[0], eps, &out[n, 0], &xhat[n, 0], &rstd[n], C)
 
 
-cdef void _ln_bwd(const floating[:, ::1] dout, const floating[:, ::1] xhat, const floating[::1] rstd,
-                  const floating[::1] w, floating[:, ::1] dx) noexcept nogil:
+def _ln_bwd(const floating[:, ::1] dout, const floating[:, ::1] xhat, const floating[::1] rstd,
+            const floating[::1] w, floating[:, ::1] dx):
     cdef Py_ssize_t n, C = xhat.shape[1]
-    for n in prange(xhat.shape[0], schedule="static"):
-        _ln_bwd_row(&dout[n, 0], &xhat[n, 0], rstd[n], &w[0], &dx[n, 0], C)
+    with nogil:
+        for n in prange(xhat.shape[0], schedule="static"):
+            _ln_bwd_row(&dout[n, 0], &xhat[n, 0], rstd[n], &w[0], &dx[n, 0], C)
 
 
 def layernorm_forward(x, w, b, double eps=1e-5):
@@ -193,10 +147,7 @@ def layernorm_forward(x, w, b, double eps=1e-5):
     out = np.empty_like(x)
     xhat = np.empty_like(x)
     rstd = np.empty(x.shape[0], dtype=x.dtype)
-    if x.dtype == np.float32:
-        _ln_fwd[float](x, w, b, eps, out, xhat, rstd)
-    else:
-        _ln_fwd[double](x, w, b, eps, out, xhat, rstd)
+    _ln_fwd(x, w, b, eps, out, xhat, rstd)
     return out, xhat, rstd
 
 
@@ -209,10 +160,7 @@ def layernorm_backward(dout, xhat, rstd, w):
     if dout.shape != xhat.shape or rstd.shape[0] != xhat.shape[0] or w.shape[0] != xhat.shape[1]:
         raise ValueError(f"shapes do not fit: dout {dout.shape}, xhat {xhat.shape}, rstd {rstd.shape}, w {w.shape}")
     dx = np.empty_like(xhat)
-    if xhat.dtype == np.float32:
-        _ln_bwd[float](dout, xhat, rstd, w, dx)
-    else:
-        _ln_bwd[double](dout, xhat, rstd, w, dx)
+    _ln_bwd(dout, xhat, rstd, w, dx)
     # The column sums reduce across rows (threads would race): two BLAS-backed reductions.
     dw = np.einsum("nc,nc->c", dout, xhat)
     db = dout.sum(axis=0)
@@ -242,11 +190,12 @@ cdef inline double _xent_row(const floating* z, Py_ssize_t target, floating weig
     return log(s) - (z[target] - mx)
 
 
-cdef void _xent(const floating[:, ::1] logits, const long long[::1] targets, const floating[::1] weights,
-                double[::1] nll, floating[:, ::1] dlogits) noexcept nogil:
+def _xent(const floating[:, ::1] logits, const long long[::1] targets, const floating[::1] weights,
+          double[::1] nll, floating[:, ::1] dlogits):
     cdef Py_ssize_t n, V = logits.shape[1]
-    for n in prange(logits.shape[0], schedule="static"):
-        nll[n] = _xent_row(&logits[n, 0], targets[n], weights[n], &dlogits[n, 0], V)
+    with nogil:
+        for n in prange(logits.shape[0], schedule="static"):
+            nll[n] = _xent_row(&logits[n, 0], targets[n], weights[n], &dlogits[n, 0], V)
 
 
 def softmax_cross_entropy(logits, targets, weights):
@@ -269,21 +218,19 @@ def softmax_cross_entropy(logits, targets, weights):
         raise ValueError(f"targets must be in [0, {V}), got values in [{targets.min()}, {targets.max()}]")
     nll = np.empty(N, dtype=np.float64)
     dlogits = np.empty_like(logits)
-    if logits.dtype == np.float32:
-        _xent[float](logits, targets, weights, nll, dlogits)
-    else:
-        _xent[double](logits, targets, weights, nll, dlogits)
+    _xent(logits, targets, weights, nll, dlogits)
     return nll, dlogits
 
 
 # Embedding ---------------------------------------------------------------------------------------
 
-cdef void _embed_bwd(const long long[::1] idx, const floating[:, ::1] dout, floating[:, ::1] dwte) noexcept nogil:
+def _embed_bwd(const long long[::1] idx, const floating[:, ::1] dout, floating[:, ::1] dwte):
     cdef Py_ssize_t n, c, C = dout.shape[1]
-    # Serial: two rows with the same token would race. N*C adds are cheap next to the rest.
-    for n in range(idx.shape[0]):
-        for c in range(C):
-            dwte[idx[n], c] += dout[n, c]
+    with nogil:
+        # Serial: two rows with the same token would race. N*C adds are cheap next to the rest.
+        for n in range(idx.shape[0]):
+            for c in range(C):
+                dwte[idx[n], c] += dout[n, c]
 
 
 def embedding_backward(idx, dout, Py_ssize_t vocab_size):
@@ -296,8 +243,5 @@ def embedding_backward(idx, dout, Py_ssize_t vocab_size):
     if idx.shape[0] and (idx.min() < 0 or idx.max() >= vocab_size):
         raise ValueError(f"token ids must be in [0, {vocab_size})")
     dwte = np.zeros((vocab_size, dout.shape[1]), dtype=dout.dtype)
-    if dout.dtype == np.float32:
-        _embed_bwd[float](idx, dout, dwte)
-    else:
-        _embed_bwd[double](idx, dout, dwte)
+    _embed_bwd(idx, dout, dwte)
     return dwte

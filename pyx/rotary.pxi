@@ -24,14 +24,15 @@ cdef inline void _rotate_row(const floating* x, const floating* c, const floatin
             y[k + half] = x[k + half] * c[k] + x[k] * s[k]
 
 
-cdef void _rotary(const floating[:, :, ::1] x, const floating[:, ::1] cos_t, const floating[:, ::1] sin_t,
-                  floating[:, :, ::1] y, bint interleaved) noexcept nogil:
+def _rotary(const floating[:, :, ::1] x, const floating[:, ::1] cos_t, const floating[:, ::1] sin_t,
+            floating[:, :, ::1] y, bint interleaved):
     cdef Py_ssize_t N = x.shape[0], T = x.shape[1], half = x.shape[2] // 2, row, n, t
-    # every (slice, time) row is independent: split them all over the threads
-    for row in prange(N * T, schedule="static"):
-        n = row // T
-        t = row % T
-        _rotate_row(&x[n, t, 0], &cos_t[t, 0], &sin_t[t, 0], &y[n, t, 0], half, interleaved)
+    with nogil:
+        # every (slice, time) row is independent: split them all over the threads
+        for row in prange(N * T, schedule="static"):
+            n = row // T
+            t = row % T
+            _rotate_row(&x[n, t, 0], &cos_t[t, 0], &sin_t[t, 0], &y[n, t, 0], half, interleaved)
 
 
 def apply_rotary(x, cos_t, sin_t, bint interleaved=False):
@@ -56,8 +57,5 @@ def apply_rotary(x, cos_t, sin_t, bint interleaved=False):
     x3 = x.reshape(-1, T, D)
     y3 = y.reshape(-1, T, D)
     if x.size:
-        if x.dtype == np.float32:
-            _rotary[float](x3, cos_t, sin_t, y3, interleaved)
-        else:
-            _rotary[double](x3, cos_t, sin_t, y3, interleaved)
+        _rotary(x3, cos_t, sin_t, y3, interleaved)
     return y

@@ -4,8 +4,14 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import tinype
 from tinype import kernels
+
+# TINYPE_BACKEND=numpy (a CI step runs this file so): the checks of the compiled build do not apply
+compiled = pytest.mark.skipif(os.environ.get("TINYPE_BACKEND", "").strip().lower() == "numpy",
+                              reason="TINYPE_BACKEND=numpy forces the NumPy references")
 
 
 def _run(code, **env):
@@ -14,6 +20,7 @@ def _run(code, **env):
                           env=full, timeout=120)
 
 
+@compiled
 def test_backend_is_cython_after_install():
     # `pip install -e .` compiles pyx/ into tinype._ext; the README's set-up guarantees it.
     assert kernels.BACKEND == "cython", "tinype._ext is not built: run `pip install -e .`"
@@ -50,7 +57,7 @@ def test_missing_extension_warns_once_and_falls_back():
     print(kernels.BACKEND, len([x for x in w if "not built" in str(x.message)]), t.shape)
     print([str(x.message) for x in w][0])
     """
-    r = _run(code)
+    r = _run(code, TINYPE_BACKEND="cython")
     assert r.returncode == 0, r.stderr
     first, message = r.stdout.strip().splitlines()
     assert first == "numpy 1 (3, 4)"
@@ -63,3 +70,89 @@ def test_generated_files_are_not_tracked():
         return
     out = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True).stdout.split()
     assert not [f for f in out if f.endswith((".so", ".c", ".o", ".pyd"))]
+
+
+@compiled
+def test_cpu_path_and_build_info():
+    # the path the attention tiles run is one this CPU supports, and build_info says how it was built
+    assert kernels.CPU_PATH in ("avx512", "avx2", "portable")
+    assert kernels.CPU_PATH in kernels.cpu_paths() and kernels.cpu_paths()[-1] == "portable"
+    info = kernels.build_info()
+    assert info["backend"] == "cython" and info["cpu_path"] == kernels.CPU_PATH
+    assert set(info["cpu_paths"]) <= set(info["compiled_paths"])
+    assert isinstance(info["openmp"], bool) and "-O3" in info["compiler_flags"]
+    import platform
+    if platform.machine() in ("x86_64", "AMD64") and not os.environ.get("TINYPE_NATIVE"):
+        # portable by default: no -march=native unless asked for; the tiles are compiled anyway
+        assert "-march=native" not in info["compiler_flags"]
+        assert "avx2" in info["compiled_paths"]
+
+
+@compiled
+def test_cpu_path_env_lowers_the_path():
+    r = _run("from tinype import kernels; print(kernels.CPU_PATH, kernels._ext._get_cpu_path())",
+             TINYPE_CPU_PATH="portable")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["portable", "portable"]
+
+
+@compiled
+def test_cpu_path_env_bad_name_is_a_clear_error():
+    r = _run("import tinype", TINYPE_CPU_PATH="sse9")
+    assert r.returncode != 0 and "TINYPE_CPU_PATH must be" in r.stderr
+
+
+@compiled
+def test_set_cpu_path_refuses_what_the_cpu_lacks():
+    with pytest.raises(ValueError, match="must be one of"):
+        kernels.set_cpu_path("neon")
+    missing = [p for p in ("avx512", "avx2") if p not in kernels.cpu_paths()]
+    for p in missing:
+        with pytest.raises(ValueError, match="not available"):
+            kernels.set_cpu_path(p)
+    assert kernels.CPU_PATH == kernels.cpu_paths()[0]
+
+
+def test_one_version_source():
+    # pyproject.toml reads the version from tinype.__version__; the installed metadata agrees
+    from importlib.metadata import version
+    assert version("tinype") == tinype.__version__
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tinype.__file__)))
+    pyproject = os.path.join(root, "pyproject.toml")
+    if os.path.exists(pyproject):
+        text = open(pyproject).read()
+        assert 'dynamic = ["version"]' in text and "\nversion =" not in text.split("[tool.setuptools.dynamic]")[0]
+
+
+def test_build_info_on_the_numpy_backend():
+    r = _run("from tinype import kernels; i = kernels.build_info(); print(i['backend'], i['cpu_path'], kernels.CPU_PATH)",
+             TINYPE_BACKEND="numpy")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["numpy", "None", "None"]
+
+
+@compiled
+def test_only_the_tile_functions_use_wide_instructions():
+    # portable by default: outside tp_mm_avx2 / tp_mm_avx512 (and their helpers), the extension
+    # holds no VEX or EVEX instruction (AVX, AVX2, FMA, AVX-512), so it runs on any x86-64
+    import platform
+    import re
+    import shutil
+    if platform.machine() != "x86_64" or "-march=native" in kernels.build_info()["compiler_flags"]:
+        pytest.skip("checks the default x86-64 build")
+    if shutil.which("objdump") is None:
+        pytest.skip("objdump not installed")
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", kernels._ext.__file__], capture_output=True,
+                         text=True, timeout=120).stdout
+    wide, fn = {}, None
+    for line in dis.splitlines():
+        head = re.match(r"^[0-9a-f]+ <(.+)>:$", line)
+        if head:
+            fn = head.group(1)
+            continue
+        parts = line.split("\t")
+        if len(parts) >= 2 and re.match(r"v[a-z]", parts[1].strip()):
+            wide[fn] = wide.get(fn, 0) + 1
+    tiles = {f for f in wide if re.match(r"tp_(mm|micro|plain)_avx(2|512)", f)}
+    assert tiles, "the AVX2 / AVX-512 tile functions are missing"
+    assert set(wide) == tiles, f"wide instructions outside the tile functions: {sorted(set(wide) - tiles)}"

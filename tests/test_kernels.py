@@ -486,3 +486,100 @@ def test_rotary_property(n, T, half, f32, interleaved, seed):
 def test_rotary_rejects_bad_input(args, err, msg):
     with pytest.raises(err, match=msg):
         ext.apply_rotary(*args)
+
+
+# Read-only inputs ------------------------------------------------------------------------------------
+
+def _kernel_cases(dtype):
+    """One call of every compiled kernel: name -> (arrays, other arguments)."""
+    g = np.random.default_rng(11)
+    f = lambda *shape: g.standard_normal(shape).astype(dtype)         # noqa: E731
+    B, H, T, D = 1, 2, 20, 8
+    q, k, v, dout = f(B, H, T, D), f(B, H, T, D), f(B, H, T, D), f(B, H, T, D)
+    bias, mult = f(H, 2 * T - 1), (1 + g.random(T)).astype(dtype)
+    out, lse = reference.attention_forward(q, k, v, 0.3, True, bias, mult)
+    x, w, b = f(6, 5), f(5), f(5)
+    _, xhat, rstd = reference.layernorm_forward(x, w, b)
+    gx = f(3, 7)
+    r1, r2 = (0.1 + g.random(H)).astype(dtype), (0.1 + g.random(H)).astype(dtype)
+    buckets = g.integers(0, 4, 2 * T - 1)
+    return {
+        "sinusoidal_table": ((np.arange(7.0).astype(dtype),), (6,)),
+        "alibi_table": ((r1,), (T, False)),
+        "kerple_table": ((r1, r2), (T, False, True)),
+        "kerple_table_backward": ((f(H, 2 * T - 1), r1, r2), (T, False, True)),
+        "sandwich_table": ((r1,), (6, T, False)),
+        "bucket_table": ((f(4, H), buckets), ()),
+        "bucket_table_backward": ((f(H, 2 * T - 1), buckets), (4,)),
+        "gelu_forward": ((gx,), ()),
+        "gelu_backward": ((f(3, 7), gx, np.tanh(gx)), ()),
+        "layernorm_forward": ((x, w, b), ()),
+        "layernorm_backward": ((f(6, 5), xhat, rstd, w), ()),
+        "softmax_cross_entropy": ((f(4, 9), g.integers(0, 9, 4), g.random(4).astype(dtype)), ()),
+        "embedding_backward": ((g.integers(0, 5, 6), f(6, 3)), (5,)),
+        "apply_rotary": ((f(2, T, D), f(T, D // 2), f(T, D // 2)), (False,)),
+        "attention_forward": ((q, k, v), (0.3, True, bias, mult)),
+        "attention_backward": ((dout, q, k, v, out, lse), (0.3, True, bias, mult)),
+    }
+
+
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_kernel_accepts_read_only_inputs(dtype):
+    # const memoryviews: a read-only array (a memory map, np.broadcast_to, a frozen parameter) is
+    # valid input to every kernel, and the result equals the twin's on the same, writeable, data
+    cases = _kernel_cases(dtype)
+    assert set(cases) == {n for n in dir(ext) if not n.startswith("_") and callable(getattr(ext, n))
+                          and getattr(getattr(ext, n), "__module__", "") == "tinype._ext"}
+    for name, (arrays, rest) in cases.items():
+        frozen = [_read_only(a) for a in arrays]
+        # bias and logit_scale of the attention kernels are in `rest`: freeze those too
+        rest = tuple(_read_only(a) if isinstance(a, np.ndarray) else a for a in rest)
+        fast = getattr(ext, name)(*frozen, *rest)
+        ref = getattr(reference, name)(*arrays, *rest)
+        fast = fast if isinstance(fast, tuple) else (fast,)
+        ref = ref if isinstance(ref, tuple) else (ref,)
+        assert len(fast) == len(ref), name
+        for a, r in zip(fast, ref):
+            assert_parity(a, r, dtype, name, scale=1.0)
+
+
+# Every CPU path of the attention tiles ---------------------------------------------------------------
+
+@pytest.fixture(params=kernels.cpu_paths() or ["none"])
+def cpu_path(request):
+    if request.param == "none":
+        pytest.skip("no compiled kernels")
+    old = kernels.set_cpu_path(request.param)
+    yield request.param
+    kernels.set_cpu_path(old)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("T, D", [(250, 64), (150, 7), (97, 40), (6, 16), (1, 3)])
+@pytest.mark.parametrize("causal, table, with_mult", [(True, "causal", True), (False, "two-sided", False),
+                                                      (True, None, False)])
+def test_attention_matches_reference_on_every_cpu_path(cpu_path, dtype, T, D, causal, table, with_mult):
+    # avx512 holds 6 x 32 tiles, avx2 6 x 16, portable none: D = 64 and 40 leave different edges on each
+    assert kernels.CPU_PATH == cpu_path and ext._get_cpu_path() == cpu_path
+    _check_attention_parity(1, 2, T, D, dtype, causal, table, with_mult, seed=T + D)
+
+
+def test_cpu_paths_give_nearly_the_same_float32_attention():
+    # the paths differ only in the order of float32 sums: far below the twin tolerance, not zero
+    q, k, v, bias, mult, dout = _attention_case(1, 2, 200, 64, np.float32, True, "causal", True, 3)
+    outs = {}
+    for path in kernels.cpu_paths():
+        old = kernels.set_cpu_path(path)
+        try:
+            outs[path] = ext.attention_forward(q, k, v, 0.3, True, bias, mult)[0]
+        finally:
+            kernels.set_cpu_path(old)
+    base = outs["portable"]
+    for path, out in outs.items():
+        assert np.linalg.norm(out - base) <= 1e-5 * np.linalg.norm(base), path

@@ -13,6 +13,16 @@ embedding_backward; attention_forward/backward (fused, flash-style: no T x T mat
 A dense (H, T, T) bias (FIRE) always takes the NumPy reference, which is the only one that holds
 a T x T matrix anyway.
 
+CPU path: the attention kernel's float32 register tiles are compiled for AVX2 + FMA and AVX-512
+beside the portable build of everything else, and the best one this CPU supports runs:
+
+    CPU_PATH = "avx512" | "avx2" | "portable"     (None on the NumPy backend)
+    TINYPE_CPU_PATH=avx2 or =portable lowers it at import; set_cpu_path(name) at run time
+    build_info()                                  how the extension was compiled, and the path
+
+Input checks live in tinype/_checks.py, written once: the compiled wrappers run them, and the NumPy
+backend runs the same ones here, so both give the same messages.
+
 Shape letters: B batch, H heads, T time, D head dim, N positions.
 """
 import os
@@ -20,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from . import reference
+from . import _checks, reference
 
 BUILD_COMMAND = "pip install -e ."
 
@@ -48,6 +58,44 @@ if _requested == "cython":
 
 BACKEND = "cython" if _ext is not None else "numpy"
 
+CPU_PATH = _ext._get_cpu_path() if _ext is not None else None
+
+
+def cpu_paths():
+    """The CPU paths this build can run on this machine, best first ([] on the NumPy backend)."""
+    return _ext._cpu_paths() if _ext is not None else []
+
+
+def set_cpu_path(name):
+    """Run the attention tiles on CPU path `name` ("avx512", "avx2" or "portable") from now on; one
+    of cpu_paths(). Returns the previous path. For tests and benchmarks: the default is the best."""
+    global CPU_PATH
+    if _ext is None:
+        raise RuntimeError("no compiled kernels (NumPy backend): there is no CPU path to choose")
+    old = _ext._set_cpu_path(name)
+    CPU_PATH = name
+    return old
+
+
+def build_info():
+    """How the kernels were built and which path runs: backend, cpu_path, cpu_paths (those this
+    CPU runs), compiled_paths, openmp, compiler, compiler_flags."""
+    if _ext is None:
+        return {"backend": "numpy", "cpu_path": None, "cpu_paths": [], "compiled_paths": [], "openmp": False,
+                "compiler": None, "compiler_flags": None}
+    return {"backend": "cython", "cpu_path": CPU_PATH, "cpu_paths": cpu_paths(), **_ext._build_info()}
+
+
+_forced = os.environ.get("TINYPE_CPU_PATH", "").strip().lower()
+if _forced and _ext is not None:
+    if _forced not in ("avx512", "avx2", "portable"):
+        raise ValueError(f"TINYPE_CPU_PATH must be 'avx512', 'avx2' or 'portable', got {_forced!r}")
+    if _forced in cpu_paths():
+        set_cpu_path(_forced)
+    else:
+        warnings.warn(f"TINYPE_CPU_PATH={_forced} is not available here (this build on this CPU runs: "
+                      f"{', '.join(cpu_paths())}); using {CPU_PATH}", RuntimeWarning, stacklevel=2)
+
 
 def _as_positions(positions):
     """Positions as a C-contiguous float array (float64 unless already float32)."""
@@ -64,42 +112,45 @@ def _as_positions(positions):
 def sinusoidal_table(positions, dim, base=10000.0):
     """(N, dim) sinusoidal table at real-valued positions; see reference.sinusoidal_table."""
     positions = _as_positions(positions)
-    dim = int(dim)
-    if dim < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
-    if not base > 0:
-        raise ValueError(f"base must be > 0, got {base}")
     if BACKEND == "cython":
-        return _ext.sinusoidal_table(positions, dim, float(base))
-    return reference.sinusoidal_table(positions, dim, base)
+        return _ext.sinusoidal_table(positions, int(dim), float(base))
+    _checks.sinusoidal(positions, int(dim), base)
+    return reference.sinusoidal_table(positions, int(dim), base)
 
 
 def _check_attention_inputs(q, k, v, bias, logit_scale, causal):
-    for name, a in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
-        if a.ndim != 4:
-            raise ValueError(f"{name} must be (B, H, T, D), got shape {a.shape}")
-        if a.dtype not in (np.float32, np.float64):
-            raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
-    if not (q.shape == k.shape == v.shape):
-        raise ValueError(f"q, k, v shapes differ: {q.shape}, {k.shape}, {v.shape}")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
-    _, H, T, _ = q.shape
-    if bias is not None:
-        dense = bias.ndim == 3 and bias.shape == (H, T, T)
-        if not dense and (bias.ndim != 2 or bias.shape[0] != H or bias.shape[1] not in (T, 2 * T - 1)):
+    """What only this layer checks: a dense (H, T, T) bias (FIRE), which only the NumPy reference
+    takes, and finite inputs. The rest is _checks.attention, which the compiled wrapper runs (or,
+    on the NumPy path, this function)."""
+    if _dense(bias):
+        _checks.attention(q, k, v, None, logit_scale, causal, contiguous=False)
+        H, T = q.shape[1], q.shape[2]
+        if bias.shape != (H, T, T):
             raise ValueError(f"bias must be (H, T)=({H}, {T}), (H, 2T-1)=({H}, {2 * T - 1}) or dense "
                              f"(H, T, T), got {bias.shape}")
-        if not dense and bias.shape[1] == T and T > 1 and not causal:
-            raise ValueError("a one-sided (H, T) bias table needs causal=True; pass (H, 2T-1) otherwise")
-    if logit_scale is not None and np.shape(logit_scale) != (T,):
-        raise ValueError(f"logit_scale must be (T,)=({T},), got {np.shape(logit_scale)}")
+    elif not _compiled_attention(bias):
+        _checks.attention(q, k, v, bias, logit_scale, causal, contiguous=False)
     for name, a in (("q", q), ("k", k), ("v", v), ("bias", bias), ("logit_scale", logit_scale)):
-        if a is not None and not np.isfinite(a).all():           # O(T D): nothing next to O(T^2 D)
+        # O(T D): nothing next to attention's O(T^2 D)
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f" and not np.isfinite(a).all():
             raise ValueError(f"attention input {name} holds NaN or inf; the layer before it diverged "
                              f"(a lower learning rate usually helps)")
+
+
+def _dense(bias):
+    return isinstance(bias, np.ndarray) and bias.ndim == 3
+
+
+def _a(x):
+    """An array made C-contiguous for the compiled kernels; anything else goes on to their checks."""
+    return np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x
+
+
+def _like_q(q, x):
+    """x in q's dtype (a bias table or logit_scale: the PE families may build them in float64)."""
+    if x is None or _dense(x) or not (isinstance(q, np.ndarray) and q.dtype.kind == "f"):
+        return x
+    return np.asarray(x, dtype=q.dtype)
 
 
 def attention_forward(q, k, v, scale, causal=True, bias=None, logit_scale=None):
@@ -107,28 +158,27 @@ def attention_forward(q, k, v, scale, causal=True, bias=None, logit_scale=None):
 
     q, k, v: (B, H, T, D); see reference.attention_forward for the formula.
     """
+    bias, logit_scale = _like_q(q, bias), _like_q(q, logit_scale)
     _check_attention_inputs(q, k, v, bias, logit_scale, causal)
     if _compiled_attention(bias):
-        dt = q.dtype
-        return _ext.attention_forward(_c(q), _c(k, dtype=dt), _c(v, dtype=dt), float(scale), bool(causal),
-                                      None if bias is None else _c(bias, dtype=dt),
-                                      None if logit_scale is None else _c(logit_scale, dtype=dt))
+        return _ext.attention_forward(_a(q), _a(k), _a(v), float(scale), bool(causal), _a(bias), _a(logit_scale))
     return reference.attention_forward(q, k, v, scale, causal, bias, logit_scale)
 
 
 def attention_backward(dout, q, k, v, out, lse, scale, causal=True, bias=None, logit_scale=None):
     """Returns dq, dk, dv and dbias (None without a bias); see reference.attention_backward."""
+    # the saved and incoming arrays in q's dtype, as the forward made them
+    dout, k, v, out, lse, bias, logit_scale = (_like_q(q, a) for a in (dout, k, v, out, lse, bias, logit_scale))
     if _compiled_attention(bias):
-        dt = q.dtype
-        return _ext.attention_backward(_c(dout, dtype=dt), _c(q), _c(k, dtype=dt), _c(v, dtype=dt),
-                                       _c(out, dtype=dt), _c(lse, dtype=dt), float(scale), bool(causal),
-                                       None if bias is None else _c(bias, dtype=dt),
-                                       None if logit_scale is None else _c(logit_scale, dtype=dt))
+        return _ext.attention_backward(_a(dout), _a(q), _a(k), _a(v), _a(out), _a(lse), float(scale), bool(causal),
+                                       _a(bias), _a(logit_scale))
+    _checks.attention(q, k, v, None if _dense(bias) else bias, logit_scale, causal, contiguous=False)
+    _checks.attention_saved(q, dout, out, lse, contiguous=False)
     return reference.attention_backward(dout, q, k, v, out, lse, scale, causal, bias, logit_scale)
 
 
 def _compiled_attention(bias):
-    return BACKEND == "cython" and (bias is None or bias.ndim == 2)
+    return BACKEND == "cython" and not _dense(bias)
 
 
 # Fused layer kernels: see reference.py for the formulas. ---------------------------------------------

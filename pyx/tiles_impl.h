@@ -1,0 +1,72 @@
+/* One instruction set's copy of the register-tiled product: included by tiles.h with
+ *   TP_SUFFIX (avx2, avx512), TP_TARGET (its target attribute), TP_VW (floats per vector register).
+ * No include guard: it is meant to be included once per instruction set. */
+
+#define TP_CAT2(a, b) a##_##b
+#define TP_CAT(a, b) TP_CAT2(a, b)
+#define TP_VEC TP_CAT(tp_vec, TP_SUFFIX)
+#define TP_NR (2 * TP_VW)         /* columns of the register tile: two vector registers */
+
+typedef float TP_VEC __attribute__((vector_size(4 * TP_VW), aligned(4), may_alias));
+
+/* C[0:6, 0:NR] += alpha * A[0:6, 0:K] B[0:K, 0:NR]: 12 vector accumulators. Each A[m, kk] is
+ * broadcast against both halves of B's row kk. */
+TP_TARGET static void TP_CAT(tp_micro, TP_SUFFIX)(ptrdiff_t K, float alpha, const float *A, ptrdiff_t a_rs,
+                                                  ptrdiff_t a_ks, const float *B, ptrdiff_t ldb, float *C,
+                                                  ptrdiff_t ldc)
+{
+    TP_VEC c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
+    TP_VEC c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
+    for (ptrdiff_t kk = 0; kk < K; kk++) {
+        const TP_VEC b0 = *(const TP_VEC *)(B + kk * ldb);
+        const TP_VEC b1 = *(const TP_VEC *)(B + kk * ldb + TP_VW);
+        const float *a = A + kk * a_ks;
+        float x;
+        x = a[0];        c00 += x * b0; c01 += x * b1;
+        x = a[a_rs];     c10 += x * b0; c11 += x * b1;
+        x = a[2 * a_rs]; c20 += x * b0; c21 += x * b1;
+        x = a[3 * a_rs]; c30 += x * b0; c31 += x * b1;
+        x = a[4 * a_rs]; c40 += x * b0; c41 += x * b1;
+        x = a[5 * a_rs]; c50 += x * b0; c51 += x * b1;
+    }
+#define TP_STORE(r, c0, c1)                                                      \
+    *(TP_VEC *)(C + (r) * ldc) += alpha * c0;                                     \
+    *(TP_VEC *)(C + (r) * ldc + TP_VW) += alpha * c1;
+    TP_STORE(0, c00, c01) TP_STORE(1, c10, c11) TP_STORE(2, c20, c21)
+    TP_STORE(3, c30, c31) TP_STORE(4, c40, c41) TP_STORE(5, c50, c51)
+#undef TP_STORE
+}
+
+/* The ragged edges: three plain loops, the innermost an axpy over a row of B and of C (compiled
+ * for this instruction set too, so it vectorises at this width). */
+TP_TARGET static void TP_CAT(tp_plain, TP_SUFFIX)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, float alpha, const float *A,
+                                                  ptrdiff_t a_rs, ptrdiff_t a_ks, const float *B, ptrdiff_t ldb,
+                                                  float *C, ptrdiff_t ldc)
+{
+    for (ptrdiff_t m = 0; m < M; m++)
+        for (ptrdiff_t kk = 0; kk < K; kk++) {
+            const float a = alpha * A[m * a_rs + kk * a_ks];
+            const float *b = B + kk * ldb;
+            float *c = C + m * ldc;
+            for (ptrdiff_t n = 0; n < N; n++)
+                c[n] += a * b[n];
+        }
+}
+
+TP_TARGET static void TP_CAT(tp_mm, TP_SUFFIX)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, float alpha, const float *A,
+                                               ptrdiff_t a_rs, ptrdiff_t a_ks, const float *B, ptrdiff_t ldb,
+                                               float *C, ptrdiff_t ldc)
+{
+    const ptrdiff_t mf = M - M % TP_MR, nf = N - N % TP_NR;
+    for (ptrdiff_t mb = 0; mb < mf; mb += TP_MR)
+        for (ptrdiff_t nb = 0; nb < nf; nb += TP_NR)
+            TP_CAT(tp_micro, TP_SUFFIX)(K, alpha, A + mb * a_rs, a_rs, a_ks, B + nb, ldb, C + mb * ldc + nb, ldc);
+    /* columns nf.. of the first mf rows, then the rows mf.. */
+    TP_CAT(tp_plain, TP_SUFFIX)(mf, N - nf, K, alpha, A, a_rs, a_ks, B + nf, ldb, C + nf, ldc);
+    TP_CAT(tp_plain, TP_SUFFIX)(M - mf, N, K, alpha, A + mf * a_rs, a_rs, a_ks, B, ldb, C + mf * ldc, ldc);
+}
+
+#undef TP_NR
+#undef TP_VEC
+#undef TP_CAT
+#undef TP_CAT2
