@@ -133,3 +133,41 @@ def test_fire_bias_rows_are_rows_of_its_dense_bias():
     rows = m.pe.bias_rows(params, t0, L, m.pe.positions(L))
     np.testing.assert_allclose(rows, full[:, t0:], rtol=1e-12, atol=1e-12)
     assert m.new_cache().bias_kind == "dense" and model_for("alibi").new_cache().bias_kind == "table"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", ["none", "table", "dense"])
+@pytest.mark.parametrize("n", [1, 4])
+def test_compiled_decode_kernel_equals_its_twin(dtype, kind, n):
+    """Views of longer buffers (as the cache hands them over), every bias form, one and several queries;
+    and a product big enough to take the parallel loop."""
+    from tinype import kernels
+    if kernels.BACKEND != "cython":
+        pytest.skip("the compiled kernels are not built (NumPy backend)")
+    rng = np.random.default_rng(7)
+    for B, H, L, D in ((2, 3, 37, 8), (1, 8, 2100, 64)):
+        k = rng.normal(size=(B, H, L + 9, D)).astype(dtype)[:, :, :L]
+        v = rng.normal(size=(B, H, L + 9, D)).astype(dtype)[:, :, :L]
+        q = rng.normal(size=(B, H, n, D)).astype(dtype)
+        bias = {"none": None, "table": rng.normal(size=(H, L + 4)).astype(dtype),
+                "dense": rng.normal(size=(H, n, L)).astype(dtype)}[kind]
+        ls = rng.uniform(0.5, 2.0, n).astype(dtype)
+        got = kernels.attention_decode(q, k, v, 0.3, bias, ls)
+        want = attention_decode(q, k, v, 0.3, bias, ls)
+        # float32 sums of 2100 terms: held to 1e-5 of the output's scale, float64 to 1e-12
+        tol = 1e-5 if dtype == "float32" else 1e-12
+        assert np.abs(got - want).max() <= tol * np.abs(want).max()
+
+
+def test_decode_kernel_refuses_bad_input():
+    from tinype import kernels
+    q = np.zeros((1, 2, 1, 4), np.float32)
+    k = np.zeros((1, 2, 5, 4), np.float32)
+    with pytest.raises(ValueError, match="bias must be"):
+        kernels.attention_decode(q, k, k, 1.0, np.zeros((2, 3), np.float32))       # table narrower than L
+    with pytest.raises(TypeError, match="float32 or float64"):
+        kernels.attention_decode(q.astype(np.int32), k, k, 1.0)
+    with pytest.raises(ValueError, match="k and v"):
+        kernels.attention_decode(q, k[:, :1], k, 1.0)
+    with pytest.raises(ValueError, match="last axis"):
+        kernels.attention_decode(q, np.zeros((1, 2, 5, 8), np.float32)[..., ::2], k, 1.0)

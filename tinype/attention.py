@@ -13,7 +13,6 @@ import numpy as np
 
 from . import kernels
 from .layers import LinearCache, linear_backward, linear_forward
-from .reference import attention_decode
 
 
 class PEContext(NamedTuple):
@@ -114,7 +113,7 @@ def self_attention_step(x, w_qkv, b_qkv, w_proj, b_proj, n_head, ctx, kv, layer)
         y, _ = kernels.attention_forward(q, np.ascontiguousarray(keys), np.ascontiguousarray(values),
                                          scale, True, ctx.bias, ctx.logit_scale)
     else:            # new bytes against the cache: n rows of attention, O(n L)
-        y = attention_decode(q, keys, values, scale, ctx.bias, ctx.logit_scale)
+        y = kernels.attention_decode(q, keys, values, scale, ctx.bias, ctx.logit_scale)
     y2 = y.transpose(0, 2, 1, 3).reshape(B, n, C)                       # (B, n, C)
     out, _ = linear_forward(y2, w_proj, b_proj)
     return out
