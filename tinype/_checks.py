@@ -74,3 +74,30 @@ def sinusoidal(positions, dim, base, contiguous=True):
         raise ValueError(f"dim must be >= 1, got {dim}")
     if not base > 0.0:
         raise ValueError(f"base must be > 0, got {base}")
+
+
+def decode(q, k, v, bias, logit_scale):
+    """One decoding step: q (B, H, n, D) C-contiguous; k, v (B, H, L, D) with L >= n whose last axis
+    is contiguous (views of a cache's buffers); bias None, (H, W >= L) or (H, n, L); logit_scale None
+    or (n,); all of q's float dtype."""
+    array("q", q, 4)
+    for name, a in (("k", k), ("v", v)):
+        array(name, a, 4, q.dtype, contiguous=False)
+        if a.shape[3] > 1 and a.strides[3] != a.itemsize:
+            raise ValueError(f"{name}'s last axis must be contiguous")
+    B, H, n, D = q.shape
+    if k.shape != v.shape or k.shape[:2] != (B, H) or k.shape[3] != D or k.shape[2] < n:
+        raise ValueError(f"k and v must be (B, H, L >= n, D) = ({B}, {H}, >= {n}, {D}), got {k.shape} and {v.shape}")
+    L = k.shape[2]
+    if n < 1:
+        raise ValueError("no new query to decode (q has n = 0)")
+    if bias is not None:
+        array("bias", bias, bias.ndim if isinstance(bias, np.ndarray) else 2, q.dtype)
+        if not ((bias.ndim == 2 and bias.shape[0] == H and bias.shape[1] >= L)
+                or (bias.ndim == 3 and bias.shape == (H, n, L))):
+            raise ValueError(f"bias must be a table (H, W >= L) = ({H}, >= {L}) or rows (H, n, L) = "
+                             f"({H}, {n}, {L}), got {bias.shape}")
+    if logit_scale is not None:
+        array("logit_scale", logit_scale, 1, q.dtype)
+        if logit_scale.shape[0] != n:
+            raise ValueError(f"logit_scale must be (n,) = ({n},), got {logit_scale.shape}")

@@ -69,3 +69,51 @@ def self_attention_backward(dout, cache, n_head, ctx):
     dqkv = dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C)          # (B, T, 3C)
     dx, dw_qkv, db_qkv = linear_backward(dqkv, cache.qkv)
     return dx, dw_qkv, db_qkv, dw_proj, db_proj, dbias
+
+
+class DecodeContext(NamedTuple):
+    """What one incremental-decoding step needs from the PE, shared by every layer: the step reads
+    the n new bytes at absolute positions t0..L-1 after L - n cached ones."""
+    pe: object
+    positions: np.ndarray               # (L,) positions of every byte, cached and new
+    t0: int                             # bytes already cached
+    rotated_cache: bool                 # the cache holds rotated keys (else unrotated, rotated per step)
+    bias: Optional[np.ndarray]          # prefill (t0 = 0): the (H, T) table or dense bias; later: the
+                                        # (H, W >= L) table over distances, or a dense PE's (H, n, L) rows
+    logit_scale: Optional[np.ndarray]   # prefill: (T,); else (n,) the new queries' multipliers
+
+
+def self_attention_step(x, w_qkv, b_qkv, w_proj, b_proj, n_head, ctx, kv, layer):
+    """Attention of n new bytes x (B, n, C) against the cached ones, storing their keys and values
+    in kv (a tinype.kvcache.KVCache) for layer `layer`. Returns (B, n, C), equal (to float rounding)
+    to the last n rows of self_attention_forward over the whole context."""
+    B, n, C = x.shape
+    D = C // n_head
+    qkv, _ = linear_forward(x, w_qkv, b_qkv)                            # (B, n, 3C)
+    qkv = qkv.reshape(B, n, 3, n_head, D).transpose(2, 0, 3, 1, 4)      # (3, B, H, n, D)
+    q, k, v = (np.ascontiguousarray(t) for t in qkv)
+    t0, pos = ctx.t0, ctx.positions
+    if ctx.rotated_cache:
+        # position p turns the same way at any length: rotate only the new bytes, cache them rotated
+        rot = ctx.pe.rotate(q, k, pos[t0:])
+        if rot is not None:
+            (q, k), _ = rot
+        keys, values = kv.write(layer, k, v)
+    else:
+        # a length-dependent rotation: cache keys as they are, rotate all of them at this length
+        keys, values = kv.write(layer, k, v)
+        q_all = np.zeros_like(keys)                                     # (B, H, L, D): only the new rows matter
+        q_all[:, :, t0:] = q
+        rot = ctx.pe.rotate(q_all, np.ascontiguousarray(keys), pos)
+        if rot is not None:
+            (q_all, keys), _ = rot
+            q = np.ascontiguousarray(q_all[:, :, t0:])
+    scale = 1.0 / math.sqrt(D)
+    if t0 == 0:      # the prompt: the fused kernel, exactly as a full forward computes it
+        y, _ = kernels.attention_forward(q, np.ascontiguousarray(keys), np.ascontiguousarray(values),
+                                         scale, True, ctx.bias, ctx.logit_scale)
+    else:            # new bytes against the cache: n rows of attention, O(n L)
+        y = kernels.attention_decode(q, keys, values, scale, ctx.bias, ctx.logit_scale)
+    y2 = y.transpose(0, 2, 1, 3).reshape(B, n, C)                       # (B, n, C)
+    out, _ = linear_forward(y2, w_proj, b_proj)
+    return out

@@ -181,6 +181,18 @@ def _compiled_attention(bias):
     return BACKEND == "cython" and not _dense(bias)
 
 
+def attention_decode(q, k, v, scale, bias=None, logit_scale=None):
+    """The n newest queries q (B, H, n, D) against the cached keys and values k, v (B, H, L, D), for
+    incremental decoding; bias None, a table over distances (H, W >= L) or dense rows (H, n, L).
+    See reference.attention_decode. k and v may be views of a cache's longer buffers."""
+    bias, logit_scale = _like_q(q, bias), _like_q(q, logit_scale)
+    if BACKEND == "cython":
+        k, v = _like_q(q, k), _like_q(q, v)
+        return _ext.attention_decode(_a(q), k, v, float(scale), _a(bias), _a(logit_scale))
+    _checks.decode(q, k, v, bias, logit_scale)
+    return reference.attention_decode(q, k, v, scale, bias, logit_scale)
+
+
 # Fused layer kernels: see reference.py for the formulas. ---------------------------------------------
 
 def _impl(name):

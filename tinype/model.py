@@ -17,7 +17,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import positions as pe_registry
-from .attention import PEContext, self_attention_backward, self_attention_forward
+from .attention import (DecodeContext, PEContext, self_attention_backward, self_attention_forward,
+                        self_attention_step)
+from .kvcache import CacheInvalid, ContextLimit, KVCache
 from .config import ModelConfig
 from .reference import attention_logits
 from .layers import (cross_entropy_backward, cross_entropy_forward, embedding_backward,
@@ -211,6 +213,86 @@ class Transformer:
         idx = self._check_idx(idx)
         logits, _ = self._forward(idx, positions)
         return logits
+
+    # incremental decoding ------------------------------------------------------------------------
+
+    def new_cache(self, batch_size=1, capacity=256):
+        """An empty KVCache for decode(): per layer, keys and values of up to `capacity` bytes (it grows)."""
+        cfg = self.config
+        cache = KVCache(cfg.n_layer, batch_size, cfg.n_head, cfg.head_dim, np.dtype(cfg.dtype), capacity)
+        probe = np.zeros((1, 1, 1, cfg.head_dim), dtype=cfg.dtype)
+        rotates = self.pe.rotate(probe, probe, np.zeros(1)) is not None
+        # keys can be cached rotated unless the rotation of a position changes with the length
+        cache.rotated = not rotates or bool(self.pe.length_independent_rotation)
+        bias = self.pe.bias(self._pe_params(), 1, np.zeros(1))
+        cache.bias_kind = None if bias is None else ("dense" if bias[0].ndim == 3 else "table")
+        return cache
+
+    def _pe_params(self):
+        return {k[3:]: v for k, v in self.params.items() if k.startswith("pe.")}
+
+    def _decode_bias(self, cache, t0, L, pos):
+        """The bias a decoding step hands to attention: the table over distances (computed once for
+        the cache's capacity: a distance's entry does not depend on the window), or a dense PE's rows."""
+        if cache.bias_kind == "dense":
+            return self.pe.bias_rows(self._pe_params(), t0, L, pos)
+        if cache.bias_table is None or cache.bias_table.shape[1] < L:
+            W = cache.capacity
+            cache.bias_table = self.pe.bias(self._pe_params(), W, np.arange(W, dtype=np.float64))[0]
+        return cache.bias_table
+
+    def decode(self, idx, cache):
+        """Logits (B, n, V) of n new token ids idx (B, n) that follow the cache's bytes; the cache
+        then holds them too. The first call (an empty cache) reads the prompt with the same fused
+        kernel as forward(); later calls cost one row of attention per new byte. The logits equal
+        the last n rows of forward() over the whole context, to float rounding (tests hold them
+        within 1e-5 in float32 for every encoding).
+
+        Raises kvcache.ContextLimit when the encoding cannot encode the new length (learned
+        positions past their table: generate() then slides a window), and kvcache.CacheInvalid when
+        the encoding would give the cached bytes other positions at the new length (randomized
+        positions drawn per length). Neither changes the cache.
+        """
+        idx = self._check_idx(idx)
+        cfg, p = self.config, self.params
+        B, n = idx.shape
+        if B != cache.k[0].shape[0]:
+            raise ValueError(f"this cache holds a batch of {cache.k[0].shape[0]}, got {B} rows")
+        t0 = cache.length
+        L = t0 + n
+        try:
+            self.pe.check_length(L)
+        except ValueError as err:
+            raise ContextLimit(str(err)) from None
+        pos = self.pe.positions(L)
+        if t0 and not np.array_equal(pos[:t0], cache.positions):
+            raise CacheInvalid(f"{self.pe.name} gives the first {t0} bytes other positions at length {L}; "
+                               "the cache cannot be extended (recompute the whole context)")
+        pe_params = self._pe_params()
+        x, _ = embedding_forward(idx, p["wte"])                          # (B, n, C)
+        pe_embed = self.pe.embed(pe_params, pos[t0:])
+        if pe_embed is not None:
+            x = x + pe_embed[0]                                          # (n, C): the new positions' rows
+        scale = self.pe.logit_scale(pos)
+        cache.reserve(L)
+        if t0 == 0:
+            out = self.pe.bias(pe_params, L, pos)
+            bias = out[0] if out is not None else None
+        else:
+            bias = self._decode_bias(cache, t0, L, pos) if cache.bias_kind else None
+            scale = scale[t0:] if scale is not None else None
+        ctx = DecodeContext(self.pe, pos, t0, cache.rotated, bias, scale)
+        for l in range(cfg.n_layer):
+            h = f"h{l}."
+            a_in, _ = layernorm_forward(x, p[h + "ln_1.w"], p[h + "ln_1.b"], cfg.ln_eps)
+            x = x + self_attention_step(a_in, p[h + "attn.w_qkv"], p[h + "attn.b_qkv"], p[h + "attn.w_proj"],
+                                        p[h + "attn.b_proj"], cfg.n_head, ctx, cache, l)
+            m_in, _ = layernorm_forward(x, p[h + "ln_2.w"], p[h + "ln_2.b"], cfg.ln_eps)
+            m, _ = mlp_forward(m_in, p[h + "mlp.w_fc"], p[h + "mlp.b_fc"], p[h + "mlp.w_proj"], p[h + "mlp.b_proj"])
+            x = x + m
+        cache.length, cache.positions = L, pos
+        hf, _ = layernorm_forward(x, p["ln_f.w"], p["ln_f.b"], cfg.ln_eps)
+        return hf @ p["wte"].T                                           # (B, n, V)
 
     def loss(self, idx, targets, train=False, rng=None, positions=None):
         """Mean cross-entropy (nats per token) of next-token targets (B, T); ready for backward().

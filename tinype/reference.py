@@ -165,6 +165,36 @@ def attention_forward(q, k, v, scale, causal=True, bias=None, logit_scale=None):
     return out, lse
 
 
+def attention_decode(q, k, v, scale, bias=None, logit_scale=None):
+    """Attention of the n newest queries against every cached key (incremental decoding).
+
+        s[b,h,a,j] = logit_scale[a] * scale * q[b,h,a] . k[b,h,j] + bias,   j <= t0 + a
+        out[b,h,a] = sum_j softmax_j(s)[b,h,a,j] v[b,h,j]
+
+    q: (B, H, n, D), the queries at absolute positions t0..L-1 with t0 = L - n; k, v: (B, H, L, D),
+    every key and value read so far (the new ones last). bias: None; a causal table over distances
+    (H, W) with W >= L, whose entry d is the bias of i - j = d (query t0 + a reads entries t0 + a - j);
+    or dense rows (H, n, L) (FIRE). logit_scale: None or (n,). Query a sees keys 0..t0+a. Returns
+    out (B, H, n, D). Work and memory are O(n L), not O(L^2): one new byte costs one row.
+    """
+    n, L = q.shape[2], k.shape[2]
+    s = np.matmul(q, k.swapaxes(-1, -2))                      # (B, H, n, L)
+    mult = scale if logit_scale is None else scale * logit_scale.astype(q.dtype)[:, None]
+    s *= mult
+    dist = (L - n + np.arange(n))[:, None] - np.arange(L)[None, :]             # (n, L): i - j
+    if bias is not None:
+        if bias.ndim == 3:
+            s += bias                                         # dense rows (H, n, L)
+        else:
+            s += bias[:, np.maximum(dist, 0)]                 # (H, n, L) gathered from the table
+    if n > 1:                                                 # the new queries must not see each other's future
+        s = np.where(dist < 0, np.array(-np.inf, dtype=s.dtype), s)
+    m = s.max(axis=-1, keepdims=True)
+    p = np.exp(s - m)
+    p /= p.sum(axis=-1, keepdims=True)
+    return np.matmul(p, v)                                    # (B, H, n, D)
+
+
 def attention_backward(dout, q, k, v, out, lse, scale, causal=True, bias=None, logit_scale=None):
     """Gradients of attention_forward. Returns dq, dk, dv (B, H, T, D) and dbias (bias's shape, or None).
 

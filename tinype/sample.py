@@ -1,18 +1,33 @@
-"""Text generation: temperature and top-k sampling, one byte at a time."""
+"""Text generation: temperature and top-k sampling, one byte at a time, with a KV cache.
+
+Each layer keeps the keys and values of the bytes read so far (tinype.kvcache), so a new byte costs
+one query against them instead of a forward pass over the whole context. Where an encoding cannot
+go on with a cache (learned positions past their table; randomized positions drawn anew for each
+length) generate() says so once and goes on by recomputing: a sliding window of the last
+max_positions bytes for a fixed table, the whole context otherwise.
+"""
 import math
+import sys
 
 import numpy as np
 
 from .data import decode, encode
 from .errors import InvalidValue
+from .kvcache import CacheInvalid, ContextLimit
 from .layers import softmax
 
 
-def generate(model, prompt, max_new_tokens=200, temperature=1.0, top_k=None, seed=0):
+def _stderr(message):
+    print(message, file=sys.stderr)
+
+
+def generate(model, prompt, max_new_tokens=200, temperature=1.0, top_k=None, seed=0, use_cache=True,
+             log=_stderr):
     """Continue `prompt` (str or token ids) by sampling; returns the generated text (without the prompt).
 
-    A PE with a fixed table (learned) sees only the last max_positions bytes; every other PE reads
-    the whole context, which is how generation past the training length is tested.
+    temperature 0 is greedy decoding. use_cache=False recomputes the whole context for every byte
+    (the reference that the cached path equals). log: where the one-line notice goes when the
+    cache has to be given up.
     """
     try:
         temperature = float(temperature)
@@ -29,10 +44,26 @@ def generate(model, prompt, max_new_tokens=200, temperature=1.0, top_k=None, see
         ids = [ord("\n")]                             # an empty prompt starts at a line break
     rng = np.random.default_rng(seed)
     limit = model.pe.max_positions
+    cache = model.new_cache(capacity=len(ids) + max_new_tokens) if use_cache else None
+    unread = ids                                      # bytes the cache has not read yet
     new = []
     for _ in range(max_new_tokens):
-        context = np.array(ids[-limit:] if limit else ids, dtype=np.int64)[None, :]
-        logits = model.forward(context)[0, -1].astype(np.float64)   # (V,)
+        logits = None
+        if cache is not None:
+            try:
+                logits = model.decode(np.array(unread, dtype=np.int64)[None, :], cache)[0, -1]
+            except ContextLimit as err:
+                limit = limit or len(ids) - 1         # the longest context the encoding could take
+                log(f"generate: {err}\ngenerate: going on without the cache, from a sliding window of "
+                    f"the last {limit} bytes")
+                cache = None
+            except CacheInvalid as err:
+                log(f"generate: {err}; going on without the cache")
+                cache = None
+        if logits is None:
+            context = np.array(ids[-limit:] if limit else ids, dtype=np.int64)[None, :]
+            logits = model.forward(context)[0, -1]
+        logits = logits.astype(np.float64)            # (V,)
         with np.errstate(over="ignore"):
             scaled = logits / temperature if temperature > 0 else None
         if scaled is None or not np.isfinite(scaled).all():
@@ -45,4 +76,5 @@ def generate(model, prompt, max_new_tokens=200, temperature=1.0, top_k=None, see
             nxt = int(rng.choice(len(logits), p=softmax(logits)))
         ids.append(nxt)
         new.append(nxt)
+        unread = [nxt]
     return decode(new)

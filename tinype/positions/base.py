@@ -32,6 +32,11 @@ class PositionalEncoding:
     name = "base"
     #: the largest number of positions the PE can encode, or None when it has no limit
     max_positions = None
+    #: True when rotate() turns position p the same way whatever the window's length, so that a key
+    #: rotated once can be cached (plain RoPE). False (the safe default) makes incremental decoding
+    #: cache keys before rotation and rotate them again at every step, as a length-dependent
+    #: rotation needs (dynamic NTK; scalings whose factor is L / T_train; xPos's centring).
+    length_independent_rotation = False
 
     def __init__(self, **options):
         if options:
@@ -83,6 +88,13 @@ class PositionalEncoding:
     def bias_backward(self, params, dtable, cache):
         """dtable: the gradient of the table, summed over layers. Returns {local name: gradient}."""
         return {}
+
+    def bias_rows(self, params, t0, L, positions):
+        """For a dense bias (one that depends on i as well as i - j, like FIRE): the rows of the
+        queries at t0..L-1 against keys 0..L-1, (H, L - t0, L), for incremental decoding. This
+        default slices bias(params, L, positions), O(L^2); a dense PE should compute only its rows
+        (FIRE does). A bias over distances never needs it: decoding reads its table directly."""
+        return self.bias(params, L, positions)[0][:, t0:L, :]
 
     # 4. scaling the logits of each query
     def logit_scale(self, positions):

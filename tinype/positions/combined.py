@@ -67,6 +67,15 @@ class Combined(PositionalEncoding):
     def bias_backward(self, params, dtable, cache):
         return self._owner["bias"].bias_backward(params, dtable, cache)
 
+    @property
+    def length_independent_rotation(self):
+        owner = self._owner["rotate"]
+        return owner.length_independent_rotation if owner else True
+
+    def bias_rows(self, params, t0, L, positions):
+        owner = self._owner["bias"]
+        return owner.bias_rows(params, t0, L, positions) if owner else None
+
     def logit_scale(self, positions):
         scales = [s for s in (p.logit_scale(positions) for p in self.parts) if s is not None]
         return np.prod(scales, axis=0) if scales else None

@@ -49,17 +49,34 @@ class FIRE(PositionalEncoding):
         num, den = np.log1p(c * r), np.log1p(c * m)
         return i, j, r, m, num, den, num / den
 
-    def bias(self, params, T, positions):
-        i, j, r, m, num, den, u = self._normalised(params, T)
+    def _mlp(self, params, u):
+        """f_theta(u): (pairs,) normalised distances -> (pairs, H) biases, chunk by chunk."""
         w1, b1 = params["fire_w1"][0].astype(np.float64), params["fire_b1"].astype(np.float64)
         w2, b2 = params["fire_w2"].astype(np.float64), params["fire_b2"].astype(np.float64)
         out = np.empty((len(u), self.n_head))
         for s in range(0, len(u), CHUNK):
             h = np.maximum(u[s:s + CHUNK, None] * w1 + b1, 0.0)              # (pairs, 32)
             out[s:s + CHUNK] = h @ w2 + b2
+        return out
+
+    def bias(self, params, T, positions):
+        i, j, r, m, num, den, u = self._normalised(params, T)
         dense = np.zeros((self.n_head, T, T), dtype=self.dtype)
-        dense[:, i, j] = out.T
+        dense[:, i, j] = self._mlp(params, u).T
         return dense, (T,)
+
+    def bias_rows(self, params, t0, L, positions):
+        """Rows t0..L-1 of the dense bias, (H, L - t0, L), without building the other rows: one new
+        query costs O(L) MLP evaluations instead of O(L^2)."""
+        c = abs(float(params["fire_c"][0]))
+        thr = abs(float(params["fire_L"][0]))
+        i, j = np.nonzero(np.arange(L)[None, :] <= (t0 + np.arange(L - t0))[:, None])   # (a, j), j <= t0 + a
+        r = (t0 + i - j).astype(np.float64)
+        m = np.maximum(thr, (t0 + i).astype(np.float64))
+        u = np.log1p(c * r) / np.log1p(c * m)                 # the same formula as _normalised
+        rows = np.zeros((self.n_head, L - t0, L), dtype=self.dtype)
+        rows[:, i, j] = self._mlp(params, u).T
+        return rows
 
     def bias_backward(self, params, dbias, cache):
         (T,) = cache

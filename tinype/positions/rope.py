@@ -157,6 +157,14 @@ class Rotary(PositionalEncoding):
                            high_freq_factor=self.extra["high_freq_factor"])
         return rope_inv_freq(self.head_dim, self.base, scaling)
 
+    @property
+    def length_independent_rotation(self):
+        """Plain RoPE, or a scaling with a fixed factor, turns position p the same way at every
+        window length, so incremental decoding may cache rotated keys. With factor=None the scale
+        s = L / T_train grows with the context, and dynamic NTK recomputes its base from L: their
+        keys are cached before rotation (caching rotated keys is transformers' bug #25104)."""
+        return self.scaling_kind == "default" or (self.factor is not None and self.scaling_kind != "dynamic")
+
     def tables(self, positions):
         """cos, sin (T, D/2) at `positions`, the figure helper too."""
         inv_freq, af = self.frequencies(len(positions))
@@ -218,6 +226,7 @@ class XPos(Rotary):
     """
 
     name = "xpos"
+    length_independent_rotation = False          # the exponent is centred on the window's middle
 
     def __init__(self, base=10000.0, scale_base=512.0, interleaved=False):
         super().__init__(base=base, interleaved=interleaved)
