@@ -102,6 +102,36 @@ if kernels.BACKEND == "numpy":
           "with itself; build the extension with `pip install -e .` to test the compiled kernel)")
 
 # %% [markdown]
+# ### 7.2.1 Who checks the twin? Central differences
+#
+# Holding the kernel equal to its twin only moves the question: is the twin right? Its backward is
+# checked against the definition of a derivative. For a scalar $f = \sum o \odot dO$ (so that the
+# gradient of $f$ is what backward computes for that $dO$), each entry of $q$ is nudged by $\pm h$:
+#
+# $$
+# \frac{\partial f}{\partial q_n} \approx \frac{f(q + h e_n) - f(q - h e_n)}{2h},
+# \qquad \text{error } O(h^2) + O(\varepsilon / h),
+# $$
+#
+# which in float64 with $h = 10^{-5}$ is about $10^{-10}$, so a correct backward agrees to a
+# relative error (`tinype.gradcheck.rel_error`, $\|a - n\| / \max(\|a\|, \|n\|)$) of $10^{-8}$
+# or better. Here on one small head with the ALiBi bias, for $dq$, $dk$, $dv$ and the bias-table
+# gradient, with `tinype.gradcheck.numerical_gradient`, the helper the exercises use too. A `[NO ]`
+# (error above $10^{-6}$) would mean the reference backward, and so every implementation held to
+# it, computes the wrong gradient.
+
+# %%
+T, D_small = 6, 4
+q, k, v, dout = (rng.standard_normal((1, 1, T, D_small)) for _ in range(4))
+b6 = -positions.alibi_slopes(1)[:, None] * np.arange(T)[None, :]
+out, lse = reference.attention_forward(q, k, v, D_small ** -0.5, True, b6)
+grads = reference.attention_backward(dout, q, k, v, out, lse, D_small ** -0.5, True, b6)
+f = lambda: reference.attention_forward(q, k, v, D_small ** -0.5, True, b6)[0]
+for name, x, g in zip(("dq", "dk", "dv", "dbias"), (q, k, v, b6), grads):
+    e = tinype.gradcheck.rel_error(g, tinype.gradcheck.numerical_gradient(f, x, dout))
+    check(f"reference {name} equals central differences (float64)", e < 1e-6, f"relative error {e:.1e}")
+
+# %% [markdown]
 # ## 7.3 How much arithmetic is attention? Counting multiply-adds
 #
 # Before timing anything, count the work, so that a time can be turned into a rate and compared
@@ -173,6 +203,12 @@ for T in LENGTHS:
 # spell of the shared machine falls on all of them alike. We report best / median / worst of the
 # 5 and compute rates and ratios from the medians. The ratios are the robust part; absolute
 # numbers move by tens of percent from run to run on a shared machine.
+#
+# Why these three statistics: the *best* is the time the code needs when nothing disturbs it (a
+# program cannot run faster than it can), the *median* is what one typically gets here, and the
+# *worst* shows how disturbed the machine was. A worst far above the best in one row and not in
+# the others says that row was unlucky, not slow; a median that moves with the best says the
+# difference is real.
 
 # %%
 def interleaved(fns, rounds=5):
@@ -342,6 +378,15 @@ savefig(fig, FIG, "kernel_speed.png")
 # causal query block visits only the key blocks at or before it. Memory per head is $O(TD)$ (the
 # inputs and outputs) plus one $96 \times 96$ tile per thread. That is what the twin lacks, and it is
 # why the twin falls behind as $T$ grows in §7.4.
+#
+# Tiles also decide how often each number is fetched. **Worked example** with the sizes of §7.4
+# ($D = 64$): one score tile $S_{\text{tile}} = Q_{\text{blk}} K_{\text{blk}}^\top$ is
+# $96 \cdot 96 \cdot 64 = 589{,}824$ multiply-adds computed from $96 \cdot 64 + 64 \cdot 96 = 12{,}288$
+# input floats (48 KiB, which fits in a core's L2 cache): each float fetched feeds
+# $589{,}824 / 12{,}288 = 48$ multiply-adds. The dense twin instead writes the whole
+# $T \times T$ score matrix to memory and reads it back for the softmax, again for $P V$, and again in
+# the backward: for every 64 multiply-adds of a dot product, one float goes out to memory and comes
+# back several times. Once $T \times T$ no longer fits in the caches, that traffic sets its speed.
 #
 # ### 7.5.2 The online softmax
 #
