@@ -187,17 +187,17 @@ for T in LENGTHS:
 # %% [markdown]
 # ## 7.4 Measured: the compiled kernel, its NumPy twin, and sgemm as the yardstick
 #
-# The experiment: causal attention with an ALiBi bias, forward + backward, float32, $B = 1$,
-# $H = 4$, $D = 64$, at $T = 256 \ldots 2048$. The contestants at each length:
+# The experiment: causal attention, forward + backward, float32, $B = 1$, $H = 4$, $D = 64$, at
+# $T = 256 \ldots 2048$, once with the ALiBi bias and once with no bias at all (the control: the bias
+# adds only $O(T^2)$ additions to $O(T^2 D)$ multiply-adds, so the two should take about the same
+# time; §7.5.5 shows when they do not). The contestants at each length:
 #
-# - tinype's compiled kernel (`tinype.kernels`, the backend named in §7.1), with the ALiBi bias
-#   and, as a control, with no bias at all (§7.5.5 explains why the control matters);
-# - its NumPy twin (`tinype.reference`), which builds the dense $T \times T$ matrices;
+# - tinype's compiled kernel (`tinype.kernels`, the backend named in §7.1), with ALiBi and without;
+# - its NumPy twin (`tinype.reference`), which builds the dense $T \times T$ matrices, likewise;
 # - NumPy's float32 matrix multiply of two $2048 \times 2048$ matrices, $2 \cdot 2048^3$ FLOPs: the
 #   machine's practical peak for this kind of arithmetic (BLAS, both cores), our yardstick;
 # - if PyTorch is installed: `scaled_dot_product_attention` given the ALiBi bias as a dense float
-#   mask (its way to take an arbitrary bias), and its causal kernel with no bias at all (less work:
-#   a lower bound on what a bias costs it).
+#   mask (its way to take an arbitrary bias), and its causal kernel with no bias.
 #
 # Each is run once to warm up, then 5 rounds in which the contestants take turns, so that a slow
 # spell of the shared machine falls on all of them alike. We report best / median / worst of the
@@ -209,6 +209,10 @@ for T in LENGTHS:
 # *worst* shows how disturbed the machine was. A worst far above the best in one row and not in
 # the others says that row was unlucky, not slow; a median that moves with the best says the
 # difference is real.
+#
+# The cell also prints two facts about this CPU that the results depend on: whether it has AVX2
+# (8 floats per vector instruction, what tinype's register tiles use) and AVX-512 (16 floats, which
+# BLAS uses when present; then sgemm can run up to twice as fast as any 8-float code).
 
 # %%
 def interleaved(fns, rounds=5):
@@ -234,35 +238,36 @@ try:
     F = torch.nn.functional
 except ImportError:
     torch = None
-    print("PyTorch is not installed: its columns are skipped (pip install torch to add them)")
+    print("PyTorch is not installed: its rows are skipped (pip install torch to add them)")
 
 
-def torch_fns(q, k, v, b, dout):
+def torch_fns(q, k, v, dout):
     tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
     tdo = torch.tensor(dout)
-    T = q.shape[2]
-    dist = torch.arange(T)[:, None] - torch.arange(T)[None, :]                     # i - j
+    dist = torch.arange(q.shape[2])[:, None] - torch.arange(q.shape[2])[None, :]      # i - j
     mask = (-torch.tensor(slopes, dtype=torch.float32)[:, None, None] * dist).masked_fill(dist < 0, -np.inf)
-
-    def with_mask():
-        F.scaled_dot_product_attention(tq, tk, tv, attn_mask=mask[None], scale=D ** -0.5).backward(tdo)
-
-    def causal_no_bias():
-        F.scaled_dot_product_attention(tq, tk, tv, is_causal=True, scale=D ** -0.5).backward(tdo)
-    return [with_mask, causal_no_bias]
+    return [lambda: F.scaled_dot_product_attention(tq, tk, tv, attn_mask=mask[None], scale=D ** -0.5).backward(tdo),
+            lambda: F.scaled_dot_product_attention(tq, tk, tv, is_causal=True, scale=D ** -0.5).backward(tdo)]
 
 
+try:
+    cpu_flags = set(next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split())
+    print(f"this CPU: AVX2 {'avx2' in cpu_flags}, AVX-512 {'avx512f' in cpu_flags}")
+except (OSError, StopIteration):
+    print("this CPU: its vector extensions are not listed in /proc/cpuinfo here")
 A = rng.standard_normal((2048, 2048)).astype(np.float32)
 SGEMM_FLOPS = 2 * 2048 ** 3
-names = ["tinype kernel", "NumPy twin", "numpy sgemm 2048^3", "tinype kernel, no bias"] + (
-    ["torch SDPA + dense mask", "torch causal, no bias"] if torch is not None else [])
+KER, TWIN, SGEMM, KER0, TWIN0, TMASK, TCAUSAL = range(7)            # rows of the timing table
+names = ["tinype kernel, ALiBi", "NumPy twin, ALiBi", "numpy sgemm 2048^3", "tinype kernel, no bias",
+         "NumPy twin, no bias"] + (["torch SDPA + ALiBi mask", "torch causal, no bias"] if torch is not None else [])
 slopes = positions.alibi_slopes(H)
 timing = {}
 for T in LENGTHS:
     q, k, v, dout = (rng.standard_normal((1, H, T, D)).astype(np.float32) for _ in range(4))
     b = (-slopes[:, None] * np.arange(T)[None, :]).astype(np.float32)
     fns = [lambda: attention_fb(kernels, q, k, v, b, dout), lambda: attention_fb(reference, q, k, v, b, dout),
-           lambda: A @ A, lambda: attention_fb(kernels, q, k, v, None, dout)] + (torch_fns(q, k, v, b, dout) if torch is not None else [])
+           lambda: A @ A, lambda: attention_fb(kernels, q, k, v, None, dout),
+           lambda: attention_fb(reference, q, k, v, None, dout)] + (torch_fns(q, k, v, dout) if torch is not None else [])
     timing[T] = interleaved(fns)
 if torch is not None:
     print(f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
@@ -273,29 +278,23 @@ for T, t in timing.items():
     print(f"  T={T}")
     for name, row in zip(names, t):
         print(f"    {name:26s} {row.min():8.4f} {np.median(row):8.4f} {row.max():8.4f}")
-
 med = {T: np.median(t, axis=1) for T, t in timing.items()}
-sgemm = {T: SGEMM_FLOPS / m[2] / 1e9 for T, m in med.items()}      # GFLOP/s of the yardstick, per length
+sgemm = {T: SGEMM_FLOPS / m[SGEMM] / 1e9 for T, m in med.items()}   # GFLOP/s of the yardstick, per length
+rate = {T: flops(T, D, H)[0] / m / 1e9 for T, m in med.items()}     # useful GFLOP/s of every contestant
 print(f"\nnumpy sgemm, measured alongside each length: {min(sgemm.values()):.0f} .. {max(sgemm.values()):.0f} GFLOP/s")
-print(f"\n{'T':>6} {'kernel GFLOP/s':>15} {'% of sgemm':>11} {'no bias':>8} {'% sgemm':>8} {'twin GFLOP/s':>13} "
-      f"{'twin executes':>14} {'kernel vs twin':>15}" + (f" {'vs torch+mask':>14} {'no bias vs causal':>18}"
-                                                         if torch is not None else ""))
-rate = {}
-for T, m in med.items():
-    fu, fk, ft = flops(T, D, H)
-    rate[T] = fu / m / 1e9                                            # useful GFLOP/s of every contestant
-    line = (f"{T:>6} {fk / m[0] / 1e9:>15.1f} {100 * fk / m[0] / 1e9 / sgemm[T]:>10.0f}% {fk / m[3] / 1e9:>8.1f} "
-            f"{100 * fk / m[3] / 1e9 / sgemm[T]:>7.0f}% {rate[T][1]:>13.1f} {ft / m[1] / 1e9:>14.1f} {m[1] / m[0]:>14.1f}x")
-    if torch is not None:
-        line += f" {m[4] / m[0]:>13.2f}x {m[5] / m[3]:>17.2f}x"
-    print(line)
-print("  (kernel GFLOP/s, with ALiBi and with no bias: what it executes, 14 D per visible pair; twin GFLOP/s:\n"
-      "   the useful 12 D per visible pair; 'twin executes': its dense 14 D T^2 per head; 'vs torch+mask':\n"
-      "   torch with the ALiBi mask against our kernel with ALiBi; 'no bias vs causal': torch's causal kernel\n"
-      "   against ours without a bias; every ratio is a time ratio, > 1 means tinype is faster)")
+for label, ker, twin, tor in (("with the ALiBi bias", KER, TWIN, TMASK), ("without a bias", KER0, TWIN0, TCAUSAL)):
+    print(f"\n{label}:\n{'T':>6} {'kernel GFLOP/s':>15} {'% of sgemm':>11} {'twin GFLOP/s':>13} {'kernel vs twin':>15}"
+          + (f" {'kernel vs torch':>16}" if torch is not None else ""))
+    for T, m in med.items():
+        fk = flops(T, D, H)[1]
+        print(f"{T:>6} {fk / m[ker] / 1e9:>15.1f} {100 * fk / m[ker] / 1e9 / sgemm[T]:>10.0f}% {rate[T][twin]:>13.1f} "
+              f"{m[twin] / m[ker]:>14.1f}x" + (f" {m[tor] / m[ker]:>15.2f}x" if torch is not None else ""))
+print("  (kernel GFLOP/s: what it executes, 14 D per visible pair; twin GFLOP/s: the useful 12 D per visible pair;\n"
+      "   the ratios are time ratios, > 1 means tinype's kernel is faster; torch: with the dense ALiBi mask,\n"
+      "   then its causal kernel)")
 
 # %% [markdown]
-# What to read in the table. Three questions, each answered by the cell below from the medians:
+# What to read in the tables. Four questions, each answered by the cell below from the medians:
 #
 # 1. *Is the compiled kernel faster than its twin, and does the gap grow with $T$?* The twin's
 #    matrix products themselves run on the same BLAS as sgemm, but it executes almost twice the
@@ -303,68 +302,78 @@ print("  (kernel GFLOP/s, with ALiBi and with no bias: what it executes, 14 D pe
 #    probabilities, their gradients) that outgrow the caches as $T$ grows: at $T = 2048$ one
 #    float32 score matrix for four heads is $4 \cdot 4 \cdot 2048^2$ bytes $= 64$ MiB. The kernel's
 #    working set is one $96 \times 96$ tile per thread (36 KiB) and its memory grows like $T D$.
-# 2. *How close does the kernel get to the machine?* The fraction of sgemm. A fused attention
-#    kernel cannot quite reach it: besides the products it evaluates $T^2/2$ exponentials and works
-#    on small tiles; but a large fraction says the products inside the tiles run at arithmetic
-#    speed, not memory speed. The kernel is timed twice, with the ALiBi bias and without any: the
-#    bias adds only $O(T^2)$ additions to $O(T^2 D)$ multiply-adds, so the two should be close.
-# 3. *And against PyTorch?* Given the ALiBi bias, PyTorch has to read a dense $(H, T, T)$ mask;
-#    without a bias its causal kernel does the same arithmetic as ours without a bias, so those two
-#    are compared with each other.
+#    The clean comparison is without a bias (question 3 says why).
+# 2. *How close does the kernel get to the machine?* The fraction of sgemm, without a bias. A fused
+#    attention kernel cannot reach it: besides the products it evaluates $T^2/2$ exponentials, works
+#    on small tiles, and uses 8-float vectors where BLAS may use 16 (AVX-512, printed above). The
+#    check asks for a quarter of sgemm at $T = 2048$: at that rate the products inside the tiles run
+#    at arithmetic speed; the plain loops of the float64 path (§7.5.4) are several times slower.
+# 3. *What does the ALiBi bias cost?* It should cost little (the control above). A large cost is
+#    not noise: §7.5.5 measures its cause (subnormal numbers in the backward) and says on which CPUs
+#    it appears.
+# 4. *And against PyTorch?* Given the ALiBi bias, PyTorch has to read a dense $(H, T, T)$ mask;
+#    without a bias its causal kernel does the same arithmetic as ours.
 #
-# If a check below prints `[NO ]`: either the machine was too busy in the rounds (look at the worst
-# column: a worst several times the best means another job took the cores; rerun when it is
-# quiet), or the build has no register tiles (§7.5.4; a `TINYPE_PORTABLE=1` build), or the kernel
-# with ALiBi is much slower than without a bias. That last one is not noise: §7.5.5 measures its
-# cause (subnormal numbers in the backward) and says on which CPUs it appears.
+# If a check prints `[NO ]`, the printed line under it says which of these it is; and if the worst
+# column is several times the best, the machine was busy in those rounds: rerun when it is quiet.
 
 # %%
 top = LENGTHS[-1]
-ratios = [med[T][1] / med[T][0] for T in LENGTHS]
 if kernels.BACKEND == "cython":
-    check(f"the compiled kernel is faster than its NumPy twin at every length (median ratios "
-          f"{', '.join(f'{r:.1f}x' for r in ratios)})", min(ratios) > 1)
-    check("the kernel's advantage over the twin grows from the shortest to the longest length",
-          ratios[-1] > ratios[0], f"{ratios[0]:.1f}x at T={LENGTHS[0]} -> {ratios[-1]:.1f}x at T={top}")
-    for n, what in ((3, "without a bias"), (0, "with the ALiBi bias")):
-        frac = flops(top, D, H)[1] / med[top][n] / 1e9 / sgemm[top]
-        check(f"at T={top} the kernel {what} runs its arithmetic at more than a third of numpy's sgemm rate",
-              frac > 1 / 3, f"{100 * frac:.0f}%")
-    slow = med[top][0] / med[top][3]
-    check(f"at T={top} the ALiBi bias costs the kernel less than 50% extra time", slow < 1.5,
-          f"{slow:.2f}x the no-bias time")
+    for label, ker, twin in (("with ALiBi", KER, TWIN), ("without a bias", KER0, TWIN0)):
+        r = [med[T][twin] / med[T][ker] for T in LENGTHS]
+        if not check(f"{label}: the compiled kernel is faster than its NumPy twin at every length", min(r) > 1,
+                     ", ".join(f"{x:.1f}x" for x in r)):
+            print("      -> at the shortest lengths a call is a millisecond or less, where the kernel's fixed costs"
+                  " (packing K and V, starting threads) and a disturbed round weigh most")
+    r0 = [med[T][TWIN0] / med[T][KER0] for T in LENGTHS]
+    if not check("without a bias, the kernel's advantage over the twin grows from the shortest to the longest length",
+                 r0[-1] > r0[0], f"{r0[0]:.1f}x at T={LENGTHS[0]} -> {r0[-1]:.1f}x at T={top}"):
+        print("      -> the twin kept pace: its T x T matrices still fit the caches here, or the rounds were disturbed")
+    frac = flops(top, D, H)[1] / med[top][KER0] / 1e9 / sgemm[top]
+    if not check(f"without a bias, at T={top} the kernel runs its arithmetic at more than a quarter of sgemm's rate",
+                 frac > 1 / 4, f"{100 * frac:.0f}%"):
+        print("      -> below a quarter: a busy machine (see the worst column) or a build without register tiles (§7.5.4)")
+    cost = med[top][KER] / med[top][KER0]
+    if not check(f"at T={top} the ALiBi bias costs the kernel less than 50% extra time", cost < 1.5,
+                 f"{cost:.2f}x the no-bias time"):
+        print("      -> far more than its O(T^2) additions: the subnormal numbers of §7.5.5, measured there")
     if torch is not None:
-        check(f"at T={top} the kernel with ALiBi is faster than PyTorch given the same bias as a dense mask",
-              med[top][4] > med[top][0], f"torch + mask takes {med[top][4] / med[top][0]:.2f}x the kernel's time")
-        print(f"  without any bias, PyTorch's causal kernel takes {med[top][5] / med[top][3]:.2f}x our no-bias "
-              f"kernel's time at T={top} (> 1: ours faster); this ratio wanders most from run to run")
+        if not check(f"at T={top} the kernel with ALiBi is faster than PyTorch given the same bias as a dense mask",
+                     med[top][TMASK] > med[top][KER], f"torch takes {med[top][TMASK] / med[top][KER]:.2f}x our time"):
+            print("      -> slower than torch here; if the previous check also failed, the ALiBi slowdown of §7.5.5 is why")
+        print(f"  without a bias, PyTorch's causal kernel takes {med[top][TCAUSAL] / med[top][KER0]:.2f}x our time at "
+              f"T={top} (> 1: ours faster); this ratio wanders most from run to run")
 else:
     print("  (numpy backend: the 'kernel' is the twin itself, so the comparisons are skipped)")
 
 # %%
 plt = pyplot()
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
-colors = ["C0", "C1", "C7", "C9", "C3", "C2"]
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.4))
+style = {KER: ("C0", "-"), TWIN: ("C1", "-"), KER0: ("C0", "--"), TWIN0: ("C1", "--"), TMASK: ("C3", "-"),
+         TCAUSAL: ("C3", "--")}
 for n, name in enumerate(names):
-    if n == 2:
+    if n == SGEMM:
         continue                                                     # sgemm is the horizontal line
+    color, ls = style[n]
     med_ms = np.array([1e3 * med[T][n] for T in LENGTHS])
     lo = med_ms - np.array([1e3 * timing[T][n].min() for T in LENGTHS])
     hi = np.array([1e3 * timing[T][n].max() for T in LENGTHS]) - med_ms
-    a1.errorbar(LENGTHS, med_ms, yerr=[lo, hi], marker="o", capsize=3, color=colors[n], label=name)
-    a2.plot(LENGTHS, [rate[T][n] for T in LENGTHS], marker="o", color=colors[n], label=name)
-a2.plot(LENGTHS, [sgemm[T] for T in LENGTHS], linestyle="--", color="C7", label="numpy sgemm 2048³ (yardstick)")
+    a1.errorbar(LENGTHS, med_ms, yerr=[lo, hi], marker="o", capsize=3, color=color, linestyle=ls, label=name)
+    a2.plot(LENGTHS, [rate[T][n] for T in LENGTHS], marker="o", color=color, linestyle=ls, label=name)
+a2.plot(LENGTHS, [sgemm[T] for T in LENGTHS], linestyle=":", color="C7", label="numpy sgemm 2048³ (yardstick)")
 for ax in (a1, a2):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sequence length T (tokens)")
+    ax.legend(fontsize=7)
 a1.set_yscale("log")
+a2.set_yscale("log")
 a1.set_ylabel("forward + backward time (ms), median; bars: best..worst of 5")
-a1.set_title("Causal ALiBi attention, float32, H=4, D=64 (this run)")
-a2.set_ylabel("GFLOP/s (useful work: 12 D per visible pair)")
+a1.set_title("Causal attention, float32, H=4, D=64 (this run)")
+a2.set_ylabel("GFLOP/s of useful work (12 D per visible pair)")
 a2.set_title("Rate of useful arithmetic vs numpy's sgemm (this run)")
-a1.legend(fontsize=8)
-a2.legend(fontsize=8)
 savefig(fig, FIG, "kernel_speed.png")
+
 
 # %% [markdown]
 # ## 7.5 Why the compiled kernel is fast
