@@ -108,14 +108,19 @@ check("with the sinusoidal PE added to the embedding it exceeds 80%", order_acc[
 # -\tfrac12\big(\log \hat p + \log(1 - \hat p)\big) \;\ge\; \log 2 = 0.693 \text{ nats},
 # $$
 #
-# with equality at $\hat p = \tfrac12$: whatever it learns, it cannot beat a coin. A model with the
-# sinusoidal PE can use the order of the bytes (real text has "th" and "e " where shuffled text
-# has "hq" and "x}"), and how far below $\log 2$ it gets in 300 steps is the measurement. The
-# checks: (1) the NoPE model's outputs on a window and its shuffle are equal (a `[NO ]` would be a
-# bug: position leaking in); (2) its test loss is at least $\log 2$ up to rounding; (3) the PE
-# model's test loss is below $0.5$ nats and its accuracy above 75% (a `[NO ]` here would mean the
-# order of 16 bytes is too weak a signal to learn in 300 steps, which would make the article's
-# answer hard to observe at this scale).
+# with equality at $\hat p = \tfrac12$: whatever it learns, it cannot beat a coin. A model with a
+# PE can use the order of the bytes (real text has "th" and "e " where shuffled text has "hq" and
+# "x}"), and how far below $\log 2$ it gets in 300 steps is the measurement. Two PEs, entering at
+# two different places: the sinusoid added to the input (as in Q1) and RoPE, which leaves the
+# input alone and rotates $q$ and $k$ so that their dot product depends on $i - j$ (chapter 4).
+#
+# The checks: (1) the NoPE model's outputs on a window and its shuffle are equal (a `[NO ]` would be
+# a bug: position leaking in); (2) its test loss is at least $\log 2$ up to rounding; (3) each PE
+# model's test loss is below $0.6$ nats, clearly under $\log 2$, with an accuracy above 65%. A
+# `[NO ]` on (3) means that model did not learn the task in 300 steps; the line under it prints its
+# mean training loss over the first and the last 20 steps, which tells a model that is learning
+# slowly from one still sitting on the plateau $\log 2$ where it answers $\tfrac12$ for everything
+# (whether more steps would get it off the plateau is not tested here).
 
 # %%
 train_bytes, val_bytes = corpus().train, corpus().val
@@ -131,26 +136,33 @@ def shuffle_pairs(rng, data, n, T=16):
 
 xs_test, ys_test = shuffle_pairs(np.random.default_rng(3), val_bytes, 500)
 shuf = {}
-for pe in ["nope", "sinusoidal"]:
-    clf = classifier(pe, 16, lambda step: shuffle_pairs(np.random.default_rng([4, step]), train_bytes, 32))
+for pe in ["nope", "sinusoidal", "rope"]:
+    clf = TransformerClassifier(tinype.ModelConfig(pe=pe, causal=False, T_train=16, n_layer=2), 2, seed=0)
+    hist = fit(clf, lambda step: shuffle_pairs(np.random.default_rng([4, step]), train_bytes, 32), 300, lr=3e-3)
     logits = clf.logits(xs_test)
     shuf[pe] = dict(loss=clf.loss(xs_test, ys_test), acc=accuracy(clf, xs_test, ys_test),
-                    pair_gap=float(np.abs(logits[:500] - logits[500:]).max()))
+                    pair_gap=float(np.abs(logits[:500] - logits[500:]).max()),
+                    first=float(np.mean(hist[:20])), last=float(np.mean(hist[-20:])))
     print(f"  shuffled-text task, {pe:10s}: test loss {shuf[pe]['loss']:.4f} nats (log 2 = {np.log(2):.4f}), "
           f"accuracy {shuf[pe]['acc']:.1%}, max |logit(window) - logit(shuffle)| = {shuf[pe]['pair_gap']:.1e}")
 check("bag of bytes: the NoPE model gives a window and its shuffle the same logits",
       shuf["nope"]["pair_gap"] < 1e-4, f"max difference {shuf['nope']['pair_gap']:.1e}")
 check("so its test loss cannot beat log 2", shuf["nope"]["loss"] > np.log(2) - 1e-4, f"{shuf['nope']['loss']:.4f}")
-check("with the PE the same model tells text from shuffled text (loss < 0.5 nats, accuracy > 75%)",
-      shuf["sinusoidal"]["loss"] < 0.5 and shuf["sinusoidal"]["acc"] > 0.75,
-      f"{shuf['sinusoidal']['loss']:.3f} nats, {shuf['sinusoidal']['acc']:.1%}")
+for pe in ["sinusoidal", "rope"]:
+    r = shuf[pe]
+    if not check(f"with the {pe} PE the same model tells text from shuffled text (loss < 0.6 nats, accuracy > 65%)",
+                 r["loss"] < 0.6 and r["acc"] > 0.65, f"{r['loss']:.3f} nats, {r['acc']:.1%}"):
+        print(f"      -> not learned in 300 steps: training loss {r['first']:.3f} over the first 20 steps, {r['last']:.3f} "
+              f"over the last 20" + (" (still on the log 2 plateau)" if r["last"] > np.log(2) - 0.01 else ""))
 
 # %% [markdown]
 # So the article's answer holds, for a sharper reason than "different information": the word
 # embedding is position-blind *by its indexing*, however it is trained, and the price of that on
-# real text is the whole gap between the two losses above. The PE must enter somewhere else:
-# added to the input (Q1), as a rotation of $q$ and $k$ (RoPE) or as a bias on the attention logits
-# (ALiBi, T5); chapter 4 derives each.
+# real text is the gap between the NoPE loss and the losses of the models that learned the task.
+# The PE must enter somewhere else: added to the input (Q1), as a rotation of $q$ and $k$ (RoPE)
+# or as a bias on the attention logits (ALiBi, T5); chapter 4 derives each. Where it enters also
+# decides how easily a model learns to use it, as the two PE models above may show: the printed
+# lines say whether both learned the task in the same budget.
 #
 # ## 9.3 Q3 / Q4. The PE's drawbacks, and how extrapolation improves
 #
@@ -275,13 +287,13 @@ if not ok:
 # %%
 plt = pyplot()
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
-labels = ["order: NoPE", "order: sinusoidal", "shuffle: NoPE", "shuffle: sinusoidal"]
-vals = [order_acc["nope"], order_acc["sinusoidal"], shuf["nope"]["acc"], shuf["sinusoidal"]["acc"]]
-a1.bar(labels, [100 * v for v in vals], color=["C7", "C0", "C7", "C0"])
+labels = ["order:\nNoPE", "order:\nsinusoidal", "shuffled?\nNoPE", "shuffled?\nsinusoidal", "shuffled?\nRoPE"]
+vals = [order_acc["nope"], order_acc["sinusoidal"], shuf["nope"]["acc"], shuf["sinusoidal"]["acc"], shuf["rope"]["acc"]]
+a1.bar(labels, [100 * v for v in vals], color=["C7", "C0", "C7", "C0", "C5"])
 a1.axhline(50, color="gray", linestyle="--", label="chance (50%)")
 a1.set_ylabel("test accuracy (%)")
 a1.set_xlabel("task and encoding (bidirectional classifier, 300 steps)")
-a1.set_title("Q1/Q2/Q5: order questions without and with a PE")
+a1.set_title("Q1/Q2/Q5: order questions (first < last letter? text or shuffled?)")
 a1.legend(fontsize=8)
 a1.tick_params(axis="x", labelsize=8)
 plot_lengths(a2, lengths, rows, "Q3/Q4/Q6/Q7: trained at 64 bytes, tested to 2048")
