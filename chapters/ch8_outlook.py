@@ -199,8 +199,9 @@ else:
         print(f"      -> {best} keeps {100 * far[best]:.1f}% of its attention far away and still degrades least")
 
 # %% [markdown]
-# Reading these numbers: the distance bias that keeps ALiBi and KERPLE flat is also what keeps
-# their attention near, so a fact placed far back in the window is faint to them. Whether such a
+# Reading these numbers: if the last check printed `[yes]`, the distance bias that keeps the flat
+# encoding flat is also what keeps its attention near, so a fact placed far back in the window is
+# faint to it (the figure at the end shows the weight of one key falling with distance). Whether such a
 # model can *retrieve* one specific far fact is a different test: the passkey task
 # (`tinype lab --tasks passkey`, not run in this chapter for time). Designing an encoding that is
 # both flat and far-reaching is the open problem 002 §8 calls "designing a better PE", stated here
@@ -254,8 +255,8 @@ a2.set_xticks(np.arange(len(edges) - 1))
 a2.set_xticklabels([f"{lo}-{hi - 1}" for lo, hi in zip(edges[:-1], edges[1:])])
 a2.set_yscale("log")
 a2.set_xlabel("distance i - j between query and key (bytes)")
-a2.set_ylabel("mean attention weight of one key in the band")
-a2.set_title(f"Where attention goes at L = {L} (queries i >= 512)")
+a2.set_ylabel("mean attention weight of one key\n(fraction of the query's total)")
+a2.set_title(f"Where attention goes at L = {L} (queries i >= 512, all layers and heads)")
 a2.legend(fontsize=8)
 savefig(fig, FIG, "outlook.png")
 workdir.cleanup()
