@@ -349,7 +349,7 @@ else:
 
 # %%
 plt = pyplot()
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.4))
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(14, 4.4))
 style = {KER: ("C0", "-"), TWIN: ("C1", "-"), KER0: ("C0", "--"), TWIN0: ("C1", "--"), TMASK: ("C3", "-"),
          TCAUSAL: ("C3", "--")}
 for n, name in enumerate(names):
@@ -365,13 +365,13 @@ a2.plot(LENGTHS, [sgemm[T] for T in LENGTHS], linestyle=":", color="C7", label="
 for ax in (a1, a2):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sequence length T (tokens)")
-    ax.legend(fontsize=7)
+a2.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="both panels")
 a1.set_yscale("log")
 a2.set_yscale("log")
-a1.set_ylabel("forward + backward time (ms), median; bars: best..worst of 5")
-a1.set_title("Causal attention, float32, H=4, D=64 (this run)")
+a1.set_ylabel("time per call (ms)\nmedian; bars: best..worst of 5")
+a1.set_title("Causal attention forward + backward, float32, H=4, D=64")
 a2.set_ylabel("GFLOP/s of useful work (12 D per visible pair)")
-a2.set_title("Rate of useful arithmetic vs numpy's sgemm (this run)")
+a2.set_title("Rate of useful arithmetic vs numpy's sgemm (same run)")
 savefig(fig, FIG, "kernel_speed.png")
 
 
