@@ -296,7 +296,8 @@ a1.set_xlabel("task and encoding (bidirectional classifier, 300 steps)")
 a1.set_title("Q1/Q2/Q5: order questions (first < last letter? text or shuffled?)")
 a1.legend(fontsize=8)
 a1.tick_params(axis="x", labelsize=8)
-plot_lengths(a2, lengths, rows, "Q3/Q4/Q6/Q7: trained at 64 bytes, tested to 2048")
+plot_lengths(a2, lengths, {("learned (runs only at 64)" if pe == "learned" else pe): row for pe, row in rows.items()},
+             "Q3/Q4/Q6/Q7: trained at 64 bytes, tested to 2048")
 a2.set_ylabel("perplexity per byte (lower is better)")
 savefig(fig, FIG, "faq.png")
 
