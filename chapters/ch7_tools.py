@@ -570,7 +570,7 @@ if kernels.BACKEND == "cython":
 # $ds_{ij} = p_{ij}\,(dp_{ij} - \mathrm{rowdot}_i)$, and whenever $|dp_{ij} - \mathrm{rowdot}_i| < 0.71$
 # the product is *subnormal* (between 0 and $1.18 \cdot 10^{-38}$, stored with fewer bits). Many CPUs
 # (several Intel generations among them) execute a multiplication that reads a subnormal operand
-# through a slow microcode path, tens of times slower than the normal one; others handle subnormal
+# through a slow microcode path, much slower than the normal one; others handle subnormal
 # operands at full speed, so the effect depends on the machine, and only measuring shows it. The forward pass is immune: there $p$ only enters fused multiply-adds into an
 # accumulator of order 1, whose result is normal. The next cell measures both sides of this: the
 # share of subnormal $ds$ values that the kernel's arithmetic produces at $T = 1024$, and the
