@@ -520,6 +520,7 @@ def _kernel_cases(dtype):
         "apply_rotary": ((f(2, T, D), f(T, D // 2), f(T, D // 2)), (False,)),
         "attention_forward": ((q, k, v), (0.3, True, bias, mult)),
         "attention_backward": ((dout, q, k, v, out, lse), (0.3, True, bias, mult)),
+        "attention_decode": ((q[:, :, -2:].copy(), k, v), (0.3, bias, mult[-2:].copy())),
     }
 
 
