@@ -168,3 +168,38 @@ def test_the_command_line_trains_an_encoding_given_by_module_path(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tinype.cli", "train", "--pe", f"{tmp_path}/nope.py:X", "--steps", "1"],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode != 0 and "no file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_folders_of_module_path_encodings_stay_inside_the_lab_folder(tmp_path):
+    """A module path holds slashes (an absolute one starts with one): the lab's run folders and records
+    must still be names inside --out, not paths of their own (which would land beside the user's file)."""
+    from tinype.lab.results import folder_name
+    assert folder_name("rope+logn", 2) == "rope+logn-s2"
+    name = folder_name(f"{P_ROPE}:PartialRoPE", 0)
+    assert "/" not in name and name.startswith("user-partialrope-") and name.endswith("-s0")
+    assert folder_name("a/b.py:PartialRoPE", 0) != name               # the hash tells two files apart
+    before = set(os.listdir(os.path.dirname(P_ROPE)))
+    out = tmp_path / "lab"
+    r = subprocess.run([sys.executable, "-m", "tinype.cli", "lab", "--pe", f"{P_ROPE}:PartialRoPE", "--steps", "2",
+                        "--lengths", "1,2", "--max-windows", "1", "--no-progress", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert set(os.listdir(os.path.dirname(P_ROPE))) == before
+    assert os.listdir(out / "train") == [name] and os.listdir(out / "eval") == [name + ".json"]
+
+
+def test_a_checkpoint_naming_outside_code_is_loaded_only_when_trusted(tmp_path):
+    """Building a module-path encoding imports its file: a checkpoint (data, from anyone) may do that
+    only with --trust-code."""
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "tinype.cli", "train", "--pe", f"{P_ROPE}:PartialRoPE", "--steps", "2",
+                        "--n-layer", "1", "--d-model", "16", "--n-head", "2", "--context", "8", "--batch-size", "2",
+                        "--eval-every", "0", "--ckpt-every", "0", "--out", str(run)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    gen = [sys.executable, "-m", "tinype.cli", "generate", "--checkpoint", str(run / "ckpt.npz"), "--prompt", "ab",
+           "--max-new-tokens", "5"]
+    r = subprocess.run(gen, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 1 and "--trust-code" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(gen + ["--trust-code"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("ab") and "bytes/s" in r.stderr, r.stderr

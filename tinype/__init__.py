@@ -8,6 +8,7 @@ import os as _os
 from . import gradcheck, kernels, positions
 from .config import PRESETS, ModelConfig, TrainConfig, preset
 from .data import Corpus, decode, encode
+from .errors import UserError
 from .evaluate import evaluate_lm
 from .model import Transformer
 from .optim import AdamW, clip_grad_norm, lr_at
@@ -19,7 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = ["AdamW", "Corpus", "ModelConfig", "PRESETS", "TrainConfig", "Transformer", "clip_grad_norm",
            "decode", "encode", "evaluate_lm", "generate", "gradcheck", "kernels", "load_model", "lr_at",
-           "positions", "preset", "train", "use_exercises"]
+           "positions", "preset", "train", "use_exercises", "UserError"]
 
 # TINYPE_EXERCISES=<folder>: tinype calls the finished exercise pieces in that folder (see
 # tinype.exercises). A folder that does not exist is a warning, not an error at import.

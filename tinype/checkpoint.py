@@ -236,12 +236,25 @@ def check_model_metadata(path, meta, params):
     return config
 
 
-def load_model(path):
-    """(Transformer, metadata) from a checkpoint written by tinype.train (for generate and the lab)."""
+def load_model(path, trust_code=False, check=None):
+    """(Transformer, metadata) from a checkpoint written by tinype.train (for generate and the lab).
+
+    A checkpoint may name an encoding defined outside tinype ("dir/my_pe.py:MyPE"); building it
+    imports and runs that file. A checkpoint is data, and may come from anyone, so that happens only
+    with trust_code=True (`tinype generate --trust-code`); the lab passes it for the runs it trained
+    itself. check: an optional callable(meta) that raises when the checkpoint is not the one wanted;
+    it runs before anything is built from the metadata."""
     from .model import Transformer
     arrays, meta = load_checkpoint(path)
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     config = check_model_metadata(path, meta, params)
+    if check is not None:
+        check(meta)
+    if ":" in str(config.pe) and not trust_code:
+        raise CheckpointError(
+            f"{path} uses the encoding {config.pe!r}, defined outside tinype: building it would import and "
+            f"run that file's code. If you trust the checkpoint and the file, pass trust_code=True "
+            f"(tinype generate --trust-code)")
     model = Transformer(config)
     try:
         model.load_parameters(params)

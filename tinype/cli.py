@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import sys
+import time
 
 from . import kernels, positions
 from .config import PRESETS, preset
@@ -108,6 +109,9 @@ def build_parser():
     g.add_argument("--temperature", type=_finite_float, default=0.8, help="0 is greedy (default 0.8)")
     g.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k likeliest bytes")
     g.add_argument("--seed", type=_nonneg_int, default=0)
+    g.add_argument("--trust-code", action="store_true",
+                   help="allow a checkpoint whose encoding is defined in a file of yours (file.py:Class) to "
+                        "import that file")
 
     lab = sub.add_parser("lab", help="train short, test long: compare encodings on the same data, model and budget")
     lab.add_argument("--preset", choices=sorted(PRESETS), default="quick")
@@ -140,9 +144,10 @@ def build_parser():
 
 
 def cmd_train(args):
+    from .lab.results import folder_name
     from dataclasses import replace
 
-    from .data import Corpus, corpus_from_file
+    from .data import Corpus
     from .train import train
 
     shape = {k: v for k, v in (("n_layer", args.n_layer), ("d_model", args.d_model), ("n_head", args.n_head),
@@ -154,8 +159,10 @@ def cmd_train(args):
     train_cfg = replace(train_cfg, **overrides)
     if train_cfg.warmup >= train_cfg.steps:
         train_cfg = replace(train_cfg, warmup=max(0, train_cfg.steps // 10))
-    corpus = corpus_from_file(args.text) if args.text is not None else Corpus.default()
-    out = args.out if args.out is not None else os.path.join("runs", f"{args.preset}-{args.pe.replace(':', '_')}")
+    corpus = Corpus.from_file(args.text) if args.text is not None else Corpus.default()
+    # a module-path encoding ("dir/file.py:MyPE") must not make the default folder a path of its own
+    out = args.out if args.out is not None else os.path.join(
+        "runs", f"{args.preset}-{folder_name(args.pe, 0).removesuffix('-s0')}")
     print(f"tinype train: preset {args.preset}, pe {args.pe}, corpus {corpus.name} "
           f"({len(corpus.train):,} train / {len(corpus.val):,} validation bytes), backend {kernels.BACKEND}, "
           f"run folder {out}")
@@ -172,9 +179,14 @@ def cmd_generate(args):
     from .checkpoint import load_model
     from .sample import generate
 
-    model, meta = load_model(args.checkpoint)
+    model, meta = load_model(args.checkpoint, trust_code=args.trust_code)
+    start = time.perf_counter()
     text = generate(model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed)
+    seconds = time.perf_counter() - start
     sys.stdout.write(args.prompt + text + "\n")
+    if args.max_new_tokens:
+        print(f"tinype generate: {args.max_new_tokens} bytes in {seconds:.2f} s "
+              f"({args.max_new_tokens / max(seconds, 1e-9):,.0f} bytes/s, KV cache)", file=sys.stderr)
     return 0
 
 
@@ -188,7 +200,7 @@ def _int_list(text, what):
 
 
 def cmd_lab(args):
-    from .data import Corpus, corpus_from_file
+    from .data import Corpus
     from .lab import DEFAULT_PES, LabConfig, all_encodings, run_lab
 
     if args.pe is None:
@@ -210,7 +222,7 @@ def cmd_lab(args):
                     jobs=args.jobs, dask=args.dask, tasks=tasks, task_steps=args.task_steps,
                     task_examples=args.task_examples, recompute=args.recompute)
     pes = cfg.pes
-    corpus = corpus_from_file(args.text) if args.text is not None else Corpus.default()
+    corpus = Corpus.from_file(args.text) if args.text is not None else Corpus.default()
     print(f"tinype lab: {len(pes)} encodings x {len(cfg.seeds)} seeds, preset {args.preset}, "
           f"lengths {mults} x T_train, backend {kernels.BACKEND}, out {args.out}"
           + (f", Dask scheduler {args.dask}" if args.dask else f", {args.jobs} process(es)" if args.jobs > 1 else ""))
@@ -225,6 +237,11 @@ def cmd_lab(args):
 
 def cmd_info(_args):
     print(f"tinype kernels backend: {kernels.BACKEND}")
+    info = kernels.build_info()
+    if info["backend"] == "cython":
+        print(f"compiled kernels: CPU path {info['cpu_path']} (this CPU runs: {', '.join(info['cpu_paths'])}; "
+              f"TINYPE_CPU_PATH lowers it), OpenMP {'yes' if info['openmp'] else 'no'}, "
+              f"compiler {info['compiler']} {info['compiler_flags']}")
     print(f"positional encodings: {', '.join(positions.available())}")
     print(f"presets: {', '.join(sorted(PRESETS))}")
     return 0

@@ -59,26 +59,6 @@ def default_corpus_text():
     return "\n\n".join(topics[k] for k in sorted(topics))
 
 
-def load_text_file(path):
-    """A user's text file as (N,) uint8 token ids, with clear errors for what cannot be used."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"text file not found: {path}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"--text expects a file, got the folder {path}")
-    with open(path, "rb") as f:
-        raw = f.read()
-    if not raw:
-        raise ValueError(f"{path} is empty: give a text file with some content to train on")
-    if b"\x00" in raw[:65536]:
-        raise ValueError(f"{path} looks binary (it contains NUL bytes): give a plain text file")
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text ({err}); convert it first, e.g. "
-                         f"`iconv -f latin1 -t utf-8 {path} > out.txt`") from None
-    return np.frombuffer(raw, dtype=np.uint8).copy()
-
-
 class Corpus:
     """Token ids split into train (first 90% of the bytes) and validation (the rest)."""
 
@@ -104,8 +84,9 @@ class Corpus:
         return corpus
 
     @classmethod
-    def from_file(cls, path):
-        return cls(load_text_file(path), name=os.path.basename(path))
+    def from_file(cls, path, flag="--text"):
+        """A user's UTF-8 text file as a corpus (load_text_file's checks; flag names the option in errors)."""
+        return cls(load_text_file(path, flag), name=os.path.basename(path))
 
     def batch(self, batch_size, T, rng):
         """Random training windows x, y (B, T) from the train split (what train() asks a source for)."""
@@ -144,7 +125,7 @@ def windows(data, T, stride=None):
     return chunk[:, :-1], chunk[:, 1:]
 
 
-def read_text_file(path, flag="--text"):
+def load_text_file(path, flag="--text"):
     """A user's text file as (N,) uint8 token ids, refusing what cannot be used with a UserError:
     a missing path, a folder, a FIFO or device (reading one would block or never end), an
     unreadable file, an empty, binary or non-UTF-8 one."""
@@ -179,8 +160,3 @@ def read_text_file(path, flag="--text"):
         raise InvalidFile(f"{path} is not UTF-8 text ({err}); convert it first, e.g. "
                           f"`iconv -f latin1 -t utf-8 {path} > out.txt`") from None
     return np.frombuffer(raw, dtype=np.uint8).copy()
-
-
-def corpus_from_file(path, flag="--text"):
-    """Corpus.from_file with read_text_file's checks (what the command line uses)."""
-    return Corpus(read_text_file(path, flag), name=os.path.basename(path))

@@ -40,6 +40,18 @@ def protocols(stride=None):
     return {**PROTOCOLS, "sliding": f"sliding windows, stride {stride} bytes, last {stride} positions scored"}
 
 
+def folder_name(pe, seed):
+    """The run's folder (or record file) name: "<pe>-s<seed>" for tinype's own names and their
+    combinations; for an encoding given by module path ("file.py:MyPE") a slug of its class name and
+    a hash of the whole string, so that a path's slashes never turn the name into a path of its own
+    (an absolute one would put the run beside the user's file)."""
+    if all(c.isalnum() or c in "_+" for c in pe):
+        return f"{pe}-s{seed}"
+    tail = pe.rsplit(":", 1)[-1]
+    slug = "".join(c if c.isalnum() or c == "_" else "-" for c in tail).strip("-").lower() or "pe"
+    return f"user-{slug}-{hashlib.sha256(pe.encode()).hexdigest()[:8]}-s{seed}"
+
+
 def run_key(fields):
     """SHA-256 of the key fields as canonical JSON (sorted keys, no whitespace)."""
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)

@@ -13,7 +13,8 @@ from ..tasks import TaskSet, get_task
 from ..train import source_window_check
 from . import jobs as lab_jobs
 from .executors import check_executor, make_executor
-from .results import PROTOCOLS, protocols, read_record, run_key, summarize, train_key_fields, write_csv
+from .results import (PROTOCOLS, folder_name, protocols, read_record, run_key, summarize, train_key_fields,
+                      write_csv)
 from .sweep import TASK_EVAL_SEED, LabError, trained_name, trainings
 
 
@@ -87,7 +88,7 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
             key = _keyed(train_key_fields(mcfg.to_dict(), scfg.to_dict(), source.sha256,
                                           pe_identity(name)["pe_code"], RESULT_FORMAT))
             train_keys[task, name, seed] = key
-            run_dir = os.path.join(folder, f"{name}-s{seed}")
+            run_dir = os.path.join(folder, folder_name(name, seed))
             label = f"{task + ' ' if task else ''}{name} seed {seed}"
             state, diffs = lab_jobs.training_state(run_dir, key)
             if state == "other":
@@ -124,7 +125,7 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
                           "stride": cfg.stride, "max_windows": cfg.max_windows, "eval_batch": cfg.eval_batch,
                           "val_sha256": val_sha}
                 key = run_key(fields)
-                path = os.path.join(cfg.out, "eval", f"{pe}-s{seed}.json")
+                path = os.path.join(cfg.out, "eval", folder_name(pe, seed) + ".json")
                 if os.path.exists(path):
                     rec, why = read_record(path, key, fields)
                     if rec is not None:
@@ -134,7 +135,7 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
                         f"({'; '.join(why)}): evaluating again")
                 eval_jobs.append({"pe": pe, "seed": seed, "trained": name, "fields": fields, "key": key,
                                   "path": path, "val": corpus.val, "train_key": train_keys[None, name, seed],
-                                  "run_dir": os.path.join(cfg.out, "train", f"{name}-s{seed}")})
+                                  "run_dir": os.path.join(cfg.out, "train", folder_name(name, seed))})
         for rec in _run(executor, lab_jobs.eval_job, eval_jobs, "lab: evaluating", progress, parallel):
             records[rec["pe"], rec["seed"]] = rec
             log(f"lab: evaluated {rec['pe']} seed {rec['seed']} in {rec['eval_seconds']:.0f} s")
@@ -153,7 +154,7 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
                               "sizes": [int(s) for s in sizes], "depths": list(t.depths),
                               "examples": cfg.task_examples, "eval_seed": TASK_EVAL_SEED}
                     key = run_key(fields)
-                    path = os.path.join(cfg.out, "tasks", task, "eval", f"{pe}-s{seed}.json")
+                    path = os.path.join(cfg.out, "tasks", task, "eval", folder_name(pe, seed) + ".json")
                     if os.path.exists(path):
                         rec, why = read_record(path, key, fields)
                         if rec is not None:
@@ -163,7 +164,7 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
                             f"({'; '.join(why)}): testing again")
                     eval_jobs.append({"pe": pe, "seed": seed, "trained": name, "fields": fields, "key": key,
                                       "path": path, "train_key": train_keys[task, name, seed],
-                                      "run_dir": os.path.join(cfg.out, "tasks", task, f"{name}-s{seed}")})
+                                      "run_dir": os.path.join(cfg.out, "tasks", task, folder_name(name, seed))})
         for rec in _run(executor, lab_jobs.task_eval_job, eval_jobs, "lab: task accuracy", progress, parallel):
             task_records[rec["task"], rec["pe"], rec["seed"]] = rec
             log(f"lab: {rec['task']}: evaluated {rec['pe']} seed {rec['seed']} in {rec['eval_seconds']:.0f} s")
@@ -173,7 +174,7 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
                "train": train_cfg.to_dict(), "corpus": corpus.name, "corpus_sha256": corpus.sha256, "T_train": T,
                "protocols": protocols(cfg.stride), "records": records, "task_records": task_records,
                "task_train": {t: c.to_dict() for t, c in task_cfgs.items()},
-               "training_keys": {f"{task + '/' if task else ''}{name}-s{seed}": k["key"]
+               "training_keys": {f"{task + '/' if task else ''}{folder_name(name, seed)}": k["key"]
                                  for (task, name, seed), k in train_keys.items()},
                "wall_seconds": time.time() - t0}
     write_json(os.path.join(cfg.out, "results.json"), results)
