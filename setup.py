@@ -22,7 +22,6 @@ default and fast everywhere:
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 

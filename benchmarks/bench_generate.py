@@ -84,7 +84,8 @@ def main():
         model, run = tinype_side(pe)
         sides[f"tinype {pe}"] = run
         if args.no_cache_max:
-            sides[f"tinype {pe}, no cache"] = lambda n, run=run: run(n, use_cache=False) if n <= args.no_cache_max else None
+            limit = args.no_cache_max
+            sides[f"tinype {pe}, no cache"] = lambda n, run=run: run(n, use_cache=False) if n <= limit else None
     hf = transformers_side(max(news), args.threads)
     if hf is not None:
         sides["transformers GPT-2"] = hf

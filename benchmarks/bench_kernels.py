@@ -270,7 +270,7 @@ def main():
         torch_ok = False
     print(f"tinype backend {kernels.BACKEND}; CPU path {kernels.CPU_PATH} (of {', '.join(kernels.cpu_paths())}); "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
-          f"torch {'%s' % torch.__version__ if torch_ok else 'not installed'}")
+          f"torch {torch.__version__ if torch_ok else 'not installed'}")
     lengths = [int(t) for t in args.lengths.split(",")]
     against = [tuple(a.split("=", 1)) for a in args.against]
     if args.builds_only:

@@ -87,7 +87,7 @@ def main():
         if torch:
             sides["torch"] = make_torch(mc, tc)
         rates = {k: [] for k in sides}
-        for k, (step, convert) in sides.items():              # warm-up: allocations, thread pools
+        for step, convert in sides.values():                  # warm-up: allocations, thread pools
             seconds(step, convert(batches[:3]))
         for _ in range(args.rounds):
             for k, (step, convert) in sides.items():

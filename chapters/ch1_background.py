@@ -25,9 +25,9 @@
 
 # %%
 import numpy as np
+from common import check, corpus, done, figure_dir, fmt, heading, plot_lengths, ppl, pyplot, quick_lm, savefig
 
 import tinype
-from common import check, corpus, done, figure_dir, fmt, heading, plot_lengths, ppl, pyplot, quick_lm, savefig
 
 FIG = figure_dir("ch1")
 T_TRAIN = 64

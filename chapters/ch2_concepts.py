@@ -15,10 +15,10 @@
 
 # %%
 import numpy as np
+from common import check, done, figure_dir, heading, pyplot, savefig
 
 import tinype
 from tinype import kernels, positions
-from common import check, done, figure_dir, heading, pyplot, savefig
 
 FIG = figure_dir("ch2")
 rng = np.random.default_rng(0)

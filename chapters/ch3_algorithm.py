@@ -27,10 +27,10 @@ import os
 from dataclasses import replace
 
 import numpy as np
+from common import check, corpus, done, figure_dir, fmt, heading, ppl, pyplot, savefig
 
 import tinype
 from tinype import kernels, layers, optim, positions, reference
-from common import check, corpus, done, figure_dir, fmt, heading, ppl, pyplot, savefig
 
 FIG = figure_dir("ch3")
 SRC_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(tinype.__file__)))

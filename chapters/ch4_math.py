@@ -24,11 +24,11 @@
 
 # %%
 import numpy as np
+from common import check, done, figure_dir, fmt, heading, ppl, pyplot, quick_lm, savefig
 
 import tinype
 from tinype import gradcheck, kernels, positions
 from tinype.layers import cross_entropy_backward, cross_entropy_forward
-from common import check, done, figure_dir, fmt, heading, ppl, pyplot, quick_lm, savefig
 
 FIG = figure_dir("ch4")
 plt = pyplot()

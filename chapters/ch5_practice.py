@@ -18,12 +18,12 @@
 
 # %%
 import numpy as np
+from common import check, done, figure_dir, fmt, heading, plot_lengths, ppl, pyplot, quick_lm, savefig
 
 import tinype
 from tinype import classify, positions
 from tinype.classify import LSTMClassifier, TransformerClassifier, accuracy, fit, lstm_forward
 from tinype.tasks import TopicClassification
-from common import check, done, figure_dir, fmt, heading, plot_lengths, ppl, pyplot, quick_lm, savefig, say
 
 FIG = figure_dir("ch5")
 

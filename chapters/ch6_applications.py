@@ -28,11 +28,11 @@
 import re
 
 import numpy as np
+from common import check, corpus, done, figure_dir, heading, pyplot, quick_lm, savefig
 
 import tinype
 from tinype.classify import TransformerClassifier, accuracy, fit
 from tinype.tasks import TopicClassification
-from common import check, corpus, done, figure_dir, heading, pyplot, quick_lm, savefig
 
 FIG = figure_dir("ch6")
 T_TRAIN = tinype.ModelConfig().T_train                         # 64 bytes: every model here trains at this length

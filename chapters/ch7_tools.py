@@ -22,10 +22,10 @@
 import time
 
 import numpy as np
+from common import check, done, figure_dir, pyplot, savefig
 
 import tinype
 from tinype import cli, kernels, positions, reference
-from common import check, done, figure_dir, pyplot, savefig
 
 FIG = figure_dir("ch7")
 rng = np.random.default_rng(0)
@@ -177,7 +177,7 @@ def flops(T, D, BH=1):
     return 12 * D * BH * pairs, 14 * D * BH * pairs, 14 * D * BH * T * T
 
 
-print("worked example T=4, D=2, one head: useful %d, kernel %d, twin %d FLOPs" % flops(4, 2))
+print("worked example T=4, D=2, one head: useful {}, kernel {}, twin {} FLOPs".format(*flops(4, 2)))
 H, D = 4, 64
 LENGTHS = [256, 512, 1024, 2048]
 for T in LENGTHS:
@@ -273,7 +273,7 @@ if torch is not None:
     print(f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
 
 # %%
-print(f"seconds per call, best / median / worst of 5 rounds (noisy: a shared 2-core machine)")
+print("seconds per call, best / median / worst of 5 rounds (noisy: a shared 2-core machine)")
 for T, t in timing.items():
     print(f"  T={T}")
     for name, row in zip(names, t):

@@ -25,10 +25,10 @@ import time
 from dataclasses import replace
 
 import numpy as np
+from common import check, corpus, done, figure_dir, pyplot, savefig
 
 import tinype
 from tinype.lab import LabConfig, run_lab, table
-from common import check, corpus, done, figure_dir, pyplot, savefig
 
 FIG = figure_dir("ch8")
 

@@ -20,12 +20,13 @@
 # at $T_{\text{train}} = 64$, and measure their perplexity at up to 32 times that length.
 
 # %%
+from dataclasses import replace
+
 import numpy as np
+from common import check, corpus, done, figure_dir, fmt, plot_lengths, ppl, pyplot, quick_lm, savefig
 
 import tinype
-from dataclasses import replace
 from tinype.classify import TransformerClassifier, accuracy, fit
-from common import check, corpus, done, figure_dir, fmt, plot_lengths, ppl, pyplot, quick_lm, savefig
 
 FIG = figure_dir("ch9")
 

@@ -9,7 +9,6 @@ import textwrap
 import time
 from dataclasses import replace
 
-
 import tinype
 from tinype.plots import pyplot
 

@@ -17,7 +17,6 @@ import io
 import json
 import os
 import sys
-
 from pydoc_data.topics import topics
 
 OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tinype", "corpus",

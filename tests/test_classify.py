@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from tinype import ModelConfig, Transformer
-from tinype.classify import (LSTMClassifier, TransformerClassifier, accuracy, fit, lstm_backward,
-                             lstm_forward)
+from tinype.classify import LSTMClassifier, TransformerClassifier, accuracy, fit, lstm_backward, lstm_forward
 from tinype.gradcheck import check_layer, check_model
 from tinype.tasks import TopicClassification
 

@@ -11,8 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinype import data
-from tinype.data import (DEFAULT_CORPUS_SHA256, Corpus, decode, default_corpus_text, default_topics, encode,
-                         get_batch, load_text_file, windows)
+from tinype.data import (
+    DEFAULT_CORPUS_SHA256,
+    Corpus,
+    decode,
+    default_corpus_text,
+    default_topics,
+    encode,
+    get_batch,
+    load_text_file,
+    windows,
+)
 
 
 @settings(max_examples=200, deadline=None)

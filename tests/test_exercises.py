@@ -569,7 +569,7 @@ def test_ex21_train_your_tinype(tmp_path):
 
 @pytest.mark.ex22
 def test_ex22_your_own_encoding():
-    from tinype import ModelConfig, Transformer, AdamW, positions
+    from tinype import AdamW, ModelConfig, Transformer, positions
     from tinype.gradcheck import check_encoding
     ex = Exercise("ex22", "PartialRoPE.rotate")
     path = ex.path + ":PartialRoPE"

@@ -141,7 +141,6 @@ PERTURB = {   # piece -> how to spoil its output a little
 
 def spoiled_folder(folder, piece):
     stem, fname = exercises.PIECES[piece]
-    number = {v[0]: k for k, v in exercises.PIECES.items()}
     src = [f for f in os.listdir(SOLUTIONS) if f.endswith(f"_{stem}.py")][0]
     expr = PERTURB.get(piece, "out * 1.001")
     (folder / src).write_text(textwrap.dedent(f"""

@@ -9,7 +9,6 @@ import textwrap
 import numpy as np
 import pytest
 
-import tinype
 from tinype import AdamW, ModelConfig, Transformer, positions
 from tinype.gradcheck import check_encoding
 from tinype.positions import PositionalEncoding

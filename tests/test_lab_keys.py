@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from tinype.checkpoint import load_checkpoint
@@ -81,7 +80,7 @@ def test_recompute_retrains_and_the_numbers_equal_a_fresh_run(finished, tmp_path
 def test_other_steps_are_refused(finished, tmp_path, texts, steps):
     """Fewer steps than on disk used to be 'finished already' and silently reused."""
     out = _copy(finished, tmp_path)
-    with pytest.raises(LabError, match=r"train\.steps: 3 on disk, %d asked \(--steps\)" % steps):
+    with pytest.raises(LabError, match=rf"train\.steps: 3 on disk, {steps} asked \(--steps\)"):
         run_lab(LabConfig(out=out, **dict(BASE, steps=steps)), corpus=texts[0], **QUIET)
 
 

@@ -1,11 +1,9 @@
 """The whole model: gradients of every parameter, the reference configuration, clear input errors."""
 import numpy as np
 import pytest
+from conftest import tiny_model
 
 from tinype import ModelConfig, Transformer, gradcheck, preset
-from tinype.layers import layernorm_forward
-
-from conftest import tiny_model
 
 
 @pytest.mark.parametrize("pe", ["nope", "learned", "sinusoidal"])

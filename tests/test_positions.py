@@ -4,12 +4,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import tiny_model
 
 from tinype import ModelConfig, Transformer, gradcheck, positions
-from tinype.positions import (alibi_slopes, apply_rope, log_positions, logn_scale, rope_inv_freq,
-                              t5_relative_bucket)
-
-from conftest import tiny_model
+from tinype.positions import alibi_slopes, apply_rope, log_positions, logn_scale, rope_inv_freq, t5_relative_bucket
 
 ALL = positions.available()
 COMBOS = ["rope+logn", "alibi+logn", "t5+logn", "rope+alibi"]

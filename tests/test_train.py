@@ -91,7 +91,7 @@ def test_checkpoint_roundtrip_and_tamper_detection(tmp_path):
 
 
 def test_generate_is_seeded_and_valid(corpus, tmp_path):
-    res = train(CFG, tcfg(steps=5), corpus, out=str(tmp_path), progress=False, log=lambda *_: None)
+    train(CFG, tcfg(steps=5), corpus, out=str(tmp_path), progress=False, log=lambda *_: None)
     model, meta = load_model(str(tmp_path / "ckpt.npz"))
     a = generate(model, "The ", 40, temperature=0.8, top_k=20, seed=3)
     b = generate(model, "The ", 40, temperature=0.8, top_k=20, seed=3)

@@ -3,7 +3,6 @@ checksum), non-finite or complex weights, missing metadata keys, malformed JSON 
 back, and a server at the --dask address that is not a Dask scheduler."""
 import json
 import os
-import shutil
 import socket
 import threading
 

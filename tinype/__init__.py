@@ -10,11 +10,11 @@ from .config import PRESETS, ModelConfig, TrainConfig, preset
 from .data import Corpus, decode, encode
 from .errors import UserError
 from .evaluate import evaluate_lm
+from .exercises import use_exercises
 from .model import Transformer
 from .optim import AdamW, clip_grad_norm, lr_at
 from .sample import generate
 from .train import load_model, train
-from .exercises import use_exercises
 
 __version__ = "0.1.0"
 
@@ -29,4 +29,4 @@ if _os.environ.get("TINYPE_EXERCISES"):
     try:
         use_exercises(_os.environ["TINYPE_EXERCISES"], quiet=False)
     except ValueError as _err:
-        _warnings.warn(f"TINYPE_EXERCISES: {_err}; tinype uses its own pieces", RuntimeWarning)
+        _warnings.warn(f"TINYPE_EXERCISES: {_err}; tinype uses its own pieces", RuntimeWarning, stacklevel=2)

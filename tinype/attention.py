@@ -7,7 +7,7 @@ multipliers are handed to the kernel, which adds them on the fly (tinype.kernels
 Shape letters: B batch, T time, C model width, H heads, D = C / H head dim.
 """
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,8 +19,8 @@ class PEContext(NamedTuple):
     """What attention needs from the positional encoding, shared by every layer of one forward."""
     pe: object                          # the PositionalEncoding (for its rotate hook)
     positions: np.ndarray               # (T,) float64
-    bias: Optional[np.ndarray]          # (H, T) or (H, 2T-1) table over distances, or None
-    logit_scale: Optional[np.ndarray]   # (T,) multiplier of query i's logits, or None
+    bias: np.ndarray | None          # (H, T) or (H, 2T-1) table over distances, or None
+    logit_scale: np.ndarray | None   # (T,) multiplier of query i's logits, or None
     causal: bool
 
 
@@ -78,9 +78,9 @@ class DecodeContext(NamedTuple):
     positions: np.ndarray               # (L,) positions of every byte, cached and new
     t0: int                             # bytes already cached
     rotated_cache: bool                 # the cache holds rotated keys (else unrotated, rotated per step)
-    bias: Optional[np.ndarray]          # prefill (t0 = 0): the (H, T) table or dense bias; later: the
+    bias: np.ndarray | None          # prefill (t0 = 0): the (H, T) table or dense bias; later: the
                                         # (H, W >= L) table over distances, or a dense PE's (H, n, L) rows
-    logit_scale: Optional[np.ndarray]   # prefill: (T,); else (n,) the new queries' multipliers
+    logit_scale: np.ndarray | None   # prefill: (T,); else (n,) the new queries' multipliers
 
 
 def self_attention_step(x, w_qkv, b_qkv, w_proj, b_proj, n_head, ctx, kv, layer):

@@ -35,7 +35,7 @@ def _checksum(arrays, meta_json):
     h = hashlib.sha256(meta_json.encode("utf-8"))
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}|{a.dtype.str}|{a.shape}".encode("utf-8"))
+        h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
 

@@ -144,10 +144,10 @@ def build_parser():
 
 
 def cmd_train(args):
-    from .lab.results import folder_name
     from dataclasses import replace
 
     from .data import Corpus
+    from .lab.results import folder_name
     from .train import train
 
     shape = {k: v for k, v in (("n_layer", args.n_layer), ("d_model", args.d_model), ("n_head", args.n_head),

@@ -27,7 +27,6 @@ Shape letters: B batch, H heads, T time, D head dim, C model width.
 """
 import glob
 import importlib.util
-import inspect
 import math
 import os
 import sys
@@ -35,10 +34,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import kernels, layers, model as model_mod, attention as attention_mod, optim, reference
-from . import positions
-from .positions import alibi as alibi_mod, logn as logn_mod, rope as rope_mod, t5 as t5_mod
-
+from . import attention as attention_mod
+from . import kernels, layers, optim, positions, reference
+from . import model as model_mod
+from .positions import alibi as alibi_mod
+from .positions import logn as logn_mod
+from .positions import rope as rope_mod
+from .positions import t5 as t5_mod
 
 # Loading the learner's files ---------------------------------------------------------------------
 
@@ -663,9 +665,9 @@ class Comparison:
                          f"(tolerance {self.tol:g}, float32's); final loss {self.yours[-1]:.4f}")
         else:
             s = self.first_step
+            rel = abs(self.yours[s] - self.own[s]) / abs(self.own[s])
             lines.append(f"the loss curves differ from step {s}: yours {self.yours[s]:.6f}, tinype's "
-                         f"{self.own[s]:.6f} (relative difference {abs(self.yours[s] - self.own[s]) / abs(self.own[s]):.1e} "
-                         f"> {self.tol:g})")
+                         f"{self.own[s]:.6f} (relative difference {rel:.1e} > {self.tol:g})")
         for piece, tensor, err in self.culprits:
             lines.append(f"piece {piece} differs from tinype's: first at {tensor} (relative error {err:.1e}); "
                          f"grade it: python chapters/exercises/grade.py {PIECES[piece][0]} --dir {self.folder}")

@@ -46,7 +46,7 @@ def numerical_gradient(f, x, dout=None, h=1e-5, indices=None, order=2):
     for i in (range(x.size) if indices is None else indices):
         old = flat[i]
 
-        def f_at(step):
+        def f_at(step, i=i, old=old):           # f with entry i moved by step (bound now, called at once)
             flat[i] = old + step
             return np.asarray(f(), dtype=np.float64)
 
@@ -152,9 +152,9 @@ def check_encoding(pe, T=6, d_model=8, n_head=2, causal=True, seed=0, tol=DEFAUL
     (check_model, at most max_entries random entries per parameter).
     Returns {what: relative error}; raises AssertionError naming the hook and the worst entry.
     """
+    from . import positions as registry
     from .config import ModelConfig
     from .model import Transformer
-    from . import positions as registry
 
     if isinstance(pe, str):
         pe = registry.get(pe)

@@ -16,7 +16,6 @@ import numpy as np
 
 from . import kernels
 
-
 # Embedding ---------------------------------------------------------------------------------------
 
 class EmbeddingCache(NamedTuple):

@@ -17,14 +17,20 @@ from typing import NamedTuple
 import numpy as np
 
 from . import positions as pe_registry
-from .attention import (DecodeContext, PEContext, self_attention_backward, self_attention_forward,
-                        self_attention_step)
-from .kvcache import CacheInvalid, ContextLimit, KVCache
+from .attention import DecodeContext, PEContext, self_attention_backward, self_attention_forward, self_attention_step
 from .config import ModelConfig
+from .kvcache import CacheInvalid, ContextLimit, KVCache
+from .layers import (
+    cross_entropy_backward,
+    cross_entropy_forward,
+    embedding_backward,
+    embedding_forward,
+    layernorm_backward,
+    layernorm_forward,
+    mlp_backward,
+    mlp_forward,
+)
 from .reference import attention_logits
-from .layers import (cross_entropy_backward, cross_entropy_forward, embedding_backward,
-                     embedding_forward, layernorm_backward, layernorm_forward, mlp_backward,
-                     mlp_forward)
 
 
 class BlockCache(NamedTuple):

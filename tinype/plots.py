@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from .lab.results import table, task_table       # the lab's tables; the lab imports this module only to draw
+from .lab.results import table, task_table  # the lab's tables; the lab imports this module only to draw
 
 
 def _pyplot():

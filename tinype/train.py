@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checkpoint import (CKPT_NAME, CheckpointError, load_checkpoint, load_model,  # noqa: F401 (re-exported)
-                         remove_orphan_temporaries, save_checkpoint, write_json)
+from .checkpoint import (  # noqa: F401 (re-exported)
+    CKPT_NAME,
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    remove_orphan_temporaries,
+    save_checkpoint,
+    write_json,
+)
 from .config import RESULT_FORMAT, ModelConfig, TrainConfig, check_memory, pe_identity
 from .data import Corpus
 from .errors import FolderInUse, InvalidValue, ensure_writable_folder
@@ -100,7 +107,8 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
         arrays, meta = load_checkpoint(ckpt)
         missing = [k for k in RESUME_KEYS if k not in meta]
         if missing or not isinstance(meta.get("model_config"), dict) or not isinstance(meta.get("train_config"), dict):
-            raise CheckpointError(f"{ckpt} cannot be resumed: its metadata lacks {', '.join(missing) or 'a valid configuration'}")
+            lacks = ", ".join(missing) or "a valid configuration"
+            raise CheckpointError(f"{ckpt} cannot be resumed: its metadata lacks {lacks}")
         diffs = _config_differences(meta["model_config"], model_cfg.to_dict()) + \
             _config_differences(meta["train_config"], train_cfg.to_dict())
         if meta.get("corpus_sha256") != corpus.sha256:

@@ -4,7 +4,6 @@ Read first: chapters/ch4_math.py, section "Sinusoidal encoding"
 Grade it:   python chapters/exercises/grade.py ex01
 Plugs into: the sinusoidal table (tinype.kernels.sinusoidal_table), so `pe="sinusoidal"` adds YOUR table
 """
-import numpy as np
 
 
 def sinusoidal_table(positions, dim, base=10000.0):

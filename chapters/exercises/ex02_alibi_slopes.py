@@ -4,7 +4,6 @@ Read first: chapters/ch4_math.py, section "ALiBi slopes"
 Grade it:   python chapters/exercises/grade.py ex02
 Plugs into: the slopes of `pe="alibi"` (tinype.positions.alibi.alibi_slopes)
 """
-import numpy as np
 
 
 def alibi_slopes(n_heads):

@@ -4,7 +4,6 @@ Read first: chapters/ch4_math.py, section "Log-n scaling"
 Grade it:   python chapters/exercises/grade.py ex03
 Plugs into: the logit multipliers of `pe="logn"` (`rope+logn`, `alibi+logn`)
 """
-import numpy as np
 
 
 def logn_factor(T, T_train):

@@ -4,7 +4,6 @@ Read first: chapters/ch4_math.py, section "T5 buckets"
 Grade it:   python chapters/exercises/grade.py ex04
 Plugs into: the distance buckets of `pe="t5"`
 """
-import numpy as np
 
 
 def t5_bucket(relative_position, bidirectional, num_buckets=32, max_distance=128):

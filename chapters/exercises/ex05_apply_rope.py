@@ -4,7 +4,6 @@ Read first: chapters/ch4_math.py, section "RoPE"
 Grade it:   python chapters/exercises/grade.py ex05
 Plugs into: the rotation of q and k in `pe="rope"` and its variants (Rotary.rotate)
 """
-import numpy as np
 
 
 def apply_rope(x, positions, inv_freq):

@@ -4,7 +4,6 @@ Read first: chapters/ch4_math.py, section "RoPE backward"
 Grade it:   python chapters/exercises/grade.py ex06
 Plugs into: the backward of the rotation (Rotary.rotate_backward): your gradients train the model
 """
-import numpy as np
 
 
 def rope_backward(dout, positions, inv_freq):

@@ -4,7 +4,6 @@ Read first: chapters/ch4_math.py, section "Position interpolation"
 Grade it:   python chapters/exercises/grade.py ex07
 Plugs into: graded on its own: RoPE at your positions must equal tinype's rope_pi
 """
-import numpy as np
 
 
 def interpolate_positions(positions, T_train, L):

@@ -4,7 +4,6 @@ Read first: chapters/ch4_math.py, section "NTK-aware scaling"
 Grade it:   python chapters/exercises/grade.py ex08
 Plugs into: the base of `pe="rope_ntk"` (tinype.positions.rope.rope_inv_freq, rope_type "ntk")
 """
-import numpy as np
 
 
 def ntk_base(base, head_dim, factor):

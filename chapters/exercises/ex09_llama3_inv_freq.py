@@ -4,7 +4,6 @@ Read first: chapters/ch4_math.py, section "Llama 3 scaling"
 Grade it:   python chapters/exercises/grade.py ex09
 Plugs into: the frequencies of `pe="rope_llama3"` (rope_type "llama3")
 """
-import numpy as np
 
 
 def llama3_inv_freq(inv_freq, factor, original_max, low_freq_factor=1.0, high_freq_factor=4.0):

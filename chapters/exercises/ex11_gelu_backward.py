@@ -4,7 +4,6 @@ Read first: chapters/ch3_algorithm.py, section "GELU backward"
 Grade it:   python chapters/exercises/grade.py ex11
 Plugs into: the MLP's activation backward (tinype.layers.gelu_backward)
 """
-import numpy as np
 
 
 def gelu_backward(dout, x):

@@ -4,7 +4,6 @@ Read first: chapters/ch3_algorithm.py, section "Softmax backward"
 Grade it:   python chapters/exercises/grade.py ex12
 Plugs into: the softmax inside attention's backward (used when exercise 16 is not done yet)
 """
-import numpy as np
 
 
 def softmax_backward(dout, y):

@@ -4,7 +4,6 @@ Read first: chapters/ch3_algorithm.py, section "LayerNorm backward"
 Grade it:   python chapters/exercises/grade.py ex13
 Plugs into: every LayerNorm of the model (tinype.layers.layernorm_forward)
 """
-import numpy as np
 
 
 def layernorm_forward(x, w, b, eps=1e-5):

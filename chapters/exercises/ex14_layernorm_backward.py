@@ -4,7 +4,6 @@ Read first: chapters/ch3_algorithm.py, section "LayerNorm backward"
 Grade it:   python chapters/exercises/grade.py ex14
 Plugs into: every LayerNorm's backward (tinype.layers.layernorm_backward)
 """
-import numpy as np
 
 
 def layernorm_backward(dout, x, w, eps=1e-5):

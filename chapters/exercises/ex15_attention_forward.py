@@ -4,7 +4,6 @@ Read first: chapters/ch3_algorithm.py, section "Attention backward"
 Grade it:   python chapters/exercises/grade.py ex15
 Plugs into: the attention kernel (tinype.kernels.attention_forward): tinype passes you the dense bias and the causal flag
 """
-import numpy as np
 
 
 def attention_forward(q, k, v, causal=True, bias=None):

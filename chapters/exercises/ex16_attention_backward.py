@@ -4,7 +4,6 @@ Read first: chapters/ch3_algorithm.py, section "Attention backward"
 Grade it:   python chapters/exercises/grade.py ex16
 Plugs into: the attention kernel's backward: your dq, dk, dv (and dbias for T5/KERPLE/FIRE) train the model
 """
-import numpy as np
 
 
 def attention_backward(dout, q, k, v, causal=True, bias=None):

@@ -4,7 +4,6 @@ Read first: chapters/ch3_algorithm.py, section "Cross-entropy backward"
 Grade it:   python chapters/exercises/grade.py ex17
 Plugs into: the loss's backward (tinype.layers.cross_entropy_backward), the first gradient of every step
 """
-import numpy as np
 
 
 def cross_entropy_backward(logits, targets):

@@ -4,7 +4,6 @@ Read first: chapters/ch3_algorithm.py, section "The AdamW update"
 Grade it:   python chapters/exercises/grade.py ex18
 Plugs into: the optimizer (tinype.AdamW.step): each parameter is updated by your function
 """
-import numpy as np
 
 
 def adamw_step(p, g, m, v, t, lr, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1):

@@ -4,7 +4,6 @@ Read first: chapters/ch2_concepts.py, section "Perplexity over non-overlapping w
 Grade it:   python chapters/exercises/grade.py ex19
 Plugs into: graded on its own: your number must equal tinype.evaluate_lm's
 """
-import numpy as np
 
 
 def nonoverlap_perplexity(model, data, T):

@@ -4,7 +4,6 @@ Read first: chapters/ch5_practice.py, section "The LSTM step"
 Grade it:   python chapters/exercises/grade.py ex20
 Plugs into: graded on its own: your steps must reproduce tinype.classify.lstm_forward
 """
-import numpy as np
 
 
 def lstm_step(x, h, c, wx, wh, b):

@@ -15,9 +15,8 @@ frequencies: only the fastest fraction p of the channel pairs rotates; the rest 
 When it passes, write your own idea the same way: subclass PositionalEncoding, override the hooks
 you need (base.py lists the four), register it, and check it with one call.
 """
-import numpy as np
 
-from tinype.positions import PositionalEncoding, register, rope_inv_freq
+from tinype.positions import PositionalEncoding, register
 
 
 @register("p_rope")

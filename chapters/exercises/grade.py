@@ -61,7 +61,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     known = exercises()
     if args.list:
-        for ex, stem in known.items():
+        for stem in known.values():
             level, pointer = describe(stem)
             print(f"{stem:32s} {level:9s} {pointer}")
         return 0

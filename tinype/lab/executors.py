@@ -98,7 +98,7 @@ def check_dask_address(address, timeout=5.0):
             s.settimeout(timeout)
             try:
                 first = s.recv(8)
-            except socket.timeout:
+            except TimeoutError:
                 first = None
     except OSError as err:
         raise InvalidValue(f"cannot reach a Dask scheduler at {address!r}: {err.strerror or err}") from None

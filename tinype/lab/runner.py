@@ -13,8 +13,7 @@ from ..tasks import TaskSet, get_task
 from ..train import source_window_check
 from . import jobs as lab_jobs
 from .executors import check_executor, make_executor
-from .results import (PROTOCOLS, folder_name, protocols, read_record, run_key, summarize, train_key_fields,
-                      write_csv)
+from .results import PROTOCOLS, folder_name, protocols, read_record, run_key, summarize, train_key_fields, write_csv
 from .sweep import TASK_EVAL_SEED, LabError, trained_name, trainings
 
 
@@ -181,7 +180,7 @@ def run_lab(cfg, progress=True, log=print, corpus=None):
     write_csv(os.path.join(cfg.out, "results.csv"), records)
     summary = summarize(results)
     atomic_write_bytes(os.path.join(cfg.out, "summary.md"), lambda f: f.write(summary.encode("utf-8")))
-    from .. import plots                       # here: plots imports lab.results, and matplotlib is slow to load
+    from .. import plots  # here: plots imports lab.results, and matplotlib is slow to load
     plots.lab_figures(results, cfg.out)
     plots.task_figures(results, cfg.out)
     return results, summary

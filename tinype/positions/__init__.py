@@ -19,8 +19,18 @@ from .log_sinusoidal import LogSinusoidal, log_positions
 from .logn import LogN, logn_scale
 from .nope import NoPE
 from .randomized import RandomizedLearned, RandomizedRope, RandomizedSinusoidal
-from .rope import (Rotary, RopeDynamic, RopeLlama3, RopeNTK, RopePI, RopeYaRN, XPos, apply_rope,
-                   rope_inv_freq, rope_tables)
+from .rope import (
+    RopeDynamic,
+    RopeLlama3,
+    RopeNTK,
+    RopePI,
+    RopeYaRN,
+    Rotary,
+    XPos,
+    apply_rope,
+    rope_inv_freq,
+    rope_tables,
+)
 from .sandwich import Sandwich
 from .sinusoidal import Sinusoidal
 from .t5 import T5Bias, t5_relative_bucket
@@ -171,6 +181,7 @@ def get(name, **options):
         raise ValueError(f"{name}: a part cannot be built without options: {err}") from None
 
 
-__all__ = ["available", "canonical", "get", "register", "unregister", "sinusoidal_table", "alibi_slopes", "rope_inv_freq", "rope_tables", "apply_rope",
+__all__ = ["available", "canonical", "get", "register", "unregister", "sinusoidal_table", "alibi_slopes",
+           "rope_inv_freq", "rope_tables", "apply_rope",
            "t5_relative_bucket", "logn_scale", "log_positions", "PositionalEncoding", "EVAL_TIME_VARIANTS"] + \
           [cls.__name__ for cls in _FAMILIES] + ["Combined"]

@@ -4,7 +4,6 @@ Read first: chapters/ch3_algorithm.py, section "Linear layer backward"
 Grade it:   python chapters/exercises/grade.py ex10
 Plugs into: every linear layer's backward (attention's qkv and projection, the MLP)
 """
-import numpy as np
 
 
 def linear_backward(dout, x, w):
