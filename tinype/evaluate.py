@@ -2,6 +2,8 @@
 
 Shape letters: W windows, B batch, T time, V vocabulary.
 """
+from __future__ import annotations
+
 import time
 
 import numpy as np
@@ -19,7 +21,7 @@ def token_nll(logits, targets):
     return logsumexp - picked
 
 
-def evaluate_lm(model, data, T, batch_size=16, max_windows=None):
+def evaluate_lm(model, data: np.ndarray, T: int, batch_size: int = 16, max_windows: int | None = None) -> dict:
     """Mean NLL (nats per byte) over every position of non-overlapping windows of length T.
 
     Returns {"nll", "ppl", "windows", "tokens"}; ppl = exp(nll).

@@ -13,12 +13,16 @@ rounding error ~ eps * |f| / h ~ 1e-11, so a correct backward agrees to a relati
 The relative error is norm-wise: ||a - n|| / max(||a||, ||n||), which does not blow up on the
 many entries whose gradient is (correctly) almost zero.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
 import numpy as np
 
 DEFAULT_TOL = 1e-6
 
 
-def rel_error(analytic, numerical):
+def rel_error(analytic: np.ndarray, numerical: np.ndarray) -> float:
     """||a - n||_2 / max(||a||_2, ||n||_2); 0 when both are exactly zero."""
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numerical, dtype=np.float64)
@@ -26,7 +30,8 @@ def rel_error(analytic, numerical):
     return 0.0 if denom == 0 else float(np.linalg.norm(a - n) / denom)
 
 
-def numerical_gradient(f, x, dout=None, h=1e-5, indices=None, order=2):
+def numerical_gradient(f: Callable[[], np.ndarray], x: np.ndarray, dout: np.ndarray | None = None, h: float = 1e-5,
+                       indices: Iterable[int] | None = None, order: int = 2) -> np.ndarray:
     """Central differences of sum(f() * dout) with respect to the array x, perturbed in place.
 
     f: a callable of no arguments that reads x and returns an array (or a scalar: dout = 1).
@@ -59,7 +64,8 @@ def numerical_gradient(f, x, dout=None, h=1e-5, indices=None, order=2):
     return grad
 
 
-def assert_close(name, analytic, numerical, tol=DEFAULT_TOL, atol=0.0):
+def assert_close(name: str, analytic: np.ndarray, numerical: np.ndarray, tol: float = DEFAULT_TOL,
+                 atol: float = 0.0) -> float:
     """Raise AssertionError naming the worst entry when the relative error exceeds tol.
 
     atol: gradients that agree to this absolute norm pass whatever their relative error. It is

@@ -25,6 +25,8 @@ backend runs the same ones here, so both give the same messages.
 
 Shape letters: B batch, H heads, T time, D head dim, N positions.
 """
+from __future__ import annotations
+
 import os
 import warnings
 
@@ -61,12 +63,12 @@ BACKEND = "cython" if _ext is not None else "numpy"
 CPU_PATH = _ext._get_cpu_path() if _ext is not None else None
 
 
-def cpu_paths():
+def cpu_paths() -> list[str]:
     """The CPU paths this build can run on this machine, best first ([] on the NumPy backend)."""
     return _ext._cpu_paths() if _ext is not None else []
 
 
-def set_cpu_path(name):
+def set_cpu_path(name: str) -> str:
     """Run the attention tiles on CPU path `name` ("avx512", "avx2" or "portable") from now on; one
     of cpu_paths(). Returns the previous path. For tests and benchmarks: the default is the best."""
     global CPU_PATH
@@ -77,7 +79,7 @@ def set_cpu_path(name):
     return old
 
 
-def build_info():
+def build_info() -> dict:
     """How the kernels were built and which path runs: backend, cpu_path, cpu_paths (those this
     CPU runs), compiled_paths, openmp, compiler, compiler_flags."""
     if _ext is None:
@@ -109,7 +111,7 @@ def _as_positions(positions):
     return np.ascontiguousarray(positions)
 
 
-def sinusoidal_table(positions, dim, base=10000.0):
+def sinusoidal_table(positions: np.ndarray, dim: int, base: float = 10000.0) -> np.ndarray:
     """(N, dim) sinusoidal table at real-valued positions; see reference.sinusoidal_table."""
     positions = _as_positions(positions)
     if BACKEND == "cython":
@@ -153,7 +155,9 @@ def _like_q(q, x):
     return np.asarray(x, dtype=q.dtype)
 
 
-def attention_forward(q, k, v, scale, causal=True, bias=None, logit_scale=None):
+def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal: bool = True,
+                      bias: np.ndarray | None = None,
+                      logit_scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Attention with optional distance bias and per-query logit scaling. Returns (out, lse).
 
     q, k, v: (B, H, T, D); see reference.attention_forward for the formula.
@@ -165,7 +169,9 @@ def attention_forward(q, k, v, scale, causal=True, bias=None, logit_scale=None):
     return reference.attention_forward(q, k, v, scale, causal, bias, logit_scale)
 
 
-def attention_backward(dout, q, k, v, out, lse, scale, causal=True, bias=None, logit_scale=None):
+def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray,
+                       lse: np.ndarray, scale: float, causal: bool = True, bias: np.ndarray | None = None,
+                       logit_scale: np.ndarray | None = None) -> tuple:
     """Returns dq, dk, dv and dbias (None without a bias); see reference.attention_backward."""
     # the saved and incoming arrays in q's dtype, as the forward made them
     dout, k, v, out, lse, bias, logit_scale = (_like_q(q, a) for a in (dout, k, v, out, lse, bias, logit_scale))
@@ -181,7 +187,8 @@ def _compiled_attention(bias):
     return BACKEND == "cython" and not _dense(bias)
 
 
-def attention_decode(q, k, v, scale, bias=None, logit_scale=None):
+def attention_decode(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, bias: np.ndarray | None = None,
+                     logit_scale: np.ndarray | None = None) -> np.ndarray:
     """The n newest queries q (B, H, n, D) against the cached keys and values k, v (B, H, L, D), for
     incremental decoding; bias None, a table over distances (H, W >= L) or dense rows (H, n, L).
     See reference.attention_decode. k and v may be views of a cache's longer buffers."""
@@ -202,37 +209,39 @@ def _impl(name):
 _c = np.ascontiguousarray
 
 
-def gelu_forward(x):
+def gelu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(out, t) with t = tanh(sqrt(2/pi) (x + 0.044715 x^3)) kept for the backward."""
     return _impl("gelu_forward")(_c(x))
 
 
-def gelu_backward(dout, x, t):
+def gelu_backward(dout: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray:
     return _impl("gelu_backward")(_c(dout, dtype=x.dtype), _c(x), _c(t))
 
 
-def layernorm_forward(x, w, b, eps=1e-5):
+def layernorm_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray,
+                      eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x: (N, C). Returns out, xhat (N, C), rstd (N,)."""
     return _impl("layernorm_forward")(_c(x), _c(w, dtype=x.dtype), _c(b, dtype=x.dtype), eps)
 
 
-def layernorm_backward(dout, xhat, rstd, w):
+def layernorm_backward(dout: np.ndarray, xhat: np.ndarray, rstd: np.ndarray,
+                       w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns dx (N, C), dw (C,), db (C,)."""
     return _impl("layernorm_backward")(_c(dout, dtype=xhat.dtype), xhat, rstd, _c(w, dtype=xhat.dtype))
 
 
-def softmax_cross_entropy(logits, targets, weights):
+def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> tuple:
     """Returns nll (N,) float64 and dlogits (N, V) = (softmax - onehot) * weights."""
     logits = _c(logits)
     return _impl("softmax_cross_entropy")(logits, _c(targets, dtype=np.int64), _c(weights, dtype=logits.dtype))
 
 
-def embedding_backward(idx, dout, vocab_size):
+def embedding_backward(idx: np.ndarray, dout: np.ndarray, vocab_size: int) -> np.ndarray:
     """dwte (V, C) with dwte[idx[n]] += dout[n]; idx: (N,), dout: (N, C)."""
     return _impl("embedding_backward")(_c(idx, dtype=np.int64), _c(dout), int(vocab_size))
 
 
-def apply_rotary(x, cos, sin, interleaved=False):
+def apply_rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, interleaved: bool = False) -> np.ndarray:
     """Rotate channel pairs of x (..., T, D) by angles with cos, sin (T, D/2); see reference.apply_rotary.
 
     The backward is apply_rotary(dy, cos, -sin)."""
@@ -250,28 +259,29 @@ def _f(a):
     return _c(a if a.dtype == np.float32 else a.astype(np.float64))
 
 
-def alibi_table(slopes, T, causal):
+def alibi_table(slopes: np.ndarray, T: int, causal: bool) -> np.ndarray:
     return _impl("alibi_table")(_f(slopes), int(T), bool(causal))
 
 
-def kerple_table(r1, r2, T, causal, power):
+def kerple_table(r1: np.ndarray, r2: np.ndarray, T: int, causal: bool, power: bool) -> np.ndarray:
     r1 = _f(r1)
     return _impl("kerple_table")(r1, _c(r2, dtype=r1.dtype), int(T), bool(causal), bool(power))
 
 
-def kerple_table_backward(dtable, r1, r2, T, causal, power):
+def kerple_table_backward(dtable: np.ndarray, r1: np.ndarray, r2: np.ndarray, T: int, causal: bool,
+                          power: bool) -> tuple[np.ndarray, np.ndarray]:
     r1 = _f(r1)
     return _impl("kerple_table_backward")(_c(dtable, dtype=r1.dtype), r1, _c(r2, dtype=r1.dtype), int(T),
                                           bool(causal), bool(power))
 
 
-def sandwich_table(head_scale, dim, T, causal):
+def sandwich_table(head_scale: np.ndarray, dim: int, T: int, causal: bool) -> np.ndarray:
     return _impl("sandwich_table")(_f(head_scale), int(dim), int(T), bool(causal))
 
 
-def bucket_table(values, buckets):
+def bucket_table(values: np.ndarray, buckets: np.ndarray) -> np.ndarray:
     return _impl("bucket_table")(_f(values), _c(buckets, dtype=np.int64))
 
 
-def bucket_table_backward(dtable, buckets, n_buckets):
+def bucket_table_backward(dtable: np.ndarray, buckets: np.ndarray, n_buckets: int) -> np.ndarray:
     return _impl("bucket_table_backward")(_f(dtable), _c(buckets, dtype=np.int64), int(n_buckets))

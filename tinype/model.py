@@ -12,6 +12,8 @@ Weights are stored (C_in, C_out), so a layer is x @ w + b.
 
 Shape letters: B batch, T time, C model width, V vocabulary, H heads.
 """
+from __future__ import annotations
+
 from typing import NamedTuple
 
 import numpy as np
@@ -54,7 +56,7 @@ class ForwardCache(NamedTuple):
 class Transformer:
     """A causal byte-level language model. `Transformer(ModelConfig(pe="learned"), seed=0)`."""
 
-    def __init__(self, config=None, seed=0):
+    def __init__(self, config: ModelConfig | None = None, seed: int = 0) -> None:
         self.config = config if config is not None else ModelConfig()
         if not isinstance(self.config, ModelConfig):
             raise TypeError(f"config must be a ModelConfig, got {type(self.config).__name__}")
@@ -96,20 +98,20 @@ class Transformer:
         p["ln_f.b"] = np.zeros(C, dt)
         return p
 
-    def parameters(self):
+    def parameters(self) -> dict[str, np.ndarray]:
         """{name: array}, the live arrays (the optimizer updates them in place)."""
         return self.params
 
-    def gradients(self):
+    def gradients(self) -> dict[str, np.ndarray]:
         """{name: gradient} with the keys of parameters(), from the last backward()."""
         if self.grads is None:
             raise RuntimeError("no gradients yet: call model.loss(idx, targets) then model.backward()")
         return self.grads
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
-    def load_parameters(self, params):
+    def load_parameters(self, params: dict[str, np.ndarray]) -> None:
         """Copy arrays into the model, checking names and shapes."""
         missing = set(self.params) - set(params)
         extra = set(params) - set(self.params)
@@ -185,7 +187,7 @@ class Transformer:
         hf, cache = self._trunk(idx, pos, train, rng)
         return hf @ self.params["wte"].T, cache                          # (B, T, V) tied lm_head
 
-    def attention_maps(self, idx):
+    def attention_maps(self, idx: np.ndarray) -> np.ndarray:
         """Attention probabilities (n_layer, B, H, T, T) for token ids idx (B, T), rebuilt from the
         kernel's row log-sum-exp. Dense T x T per head: for pictures of short windows, not for long
         evaluation."""
@@ -200,21 +202,22 @@ class Transformer:
                 maps.append(np.exp(s - a.lse[..., None]))              # masked logits are -inf: 0
         return np.stack(maps)
 
-    def features(self, idx, positions=None, train=False, rng=None):
+    def features(self, idx: np.ndarray, positions: np.ndarray | None = None, train: bool = False,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
         """The final normalised activations (B, T, C) that the lm_head reads (a classifier reads them
         too). Keeps the cache for trunk_backward()."""
         idx = self._check_idx(idx)
         hf, self._trunk_cache = self._trunk(idx, positions, train, rng)
         return hf
 
-    def trunk_backward(self, dhf):
+    def trunk_backward(self, dhf: np.ndarray) -> dict[str, np.ndarray]:
         """Gradients of every parameter given d(loss)/d(features) (B, T, C), after features()."""
         if getattr(self, "_trunk_cache", None) is None:
             raise RuntimeError("trunk_backward() needs features() first")
         self.grads = self._backward(dhf, self._trunk_cache, np.zeros_like(self.params["wte"]))
         return self.grads
 
-    def forward(self, idx, positions=None):
+    def forward(self, idx: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
         """Logits (B, T, V) for token ids idx (B, T); evaluation mode, keeps no state for backward."""
         idx = self._check_idx(idx)
         logits, _ = self._forward(idx, positions)
@@ -222,7 +225,7 @@ class Transformer:
 
     # incremental decoding ------------------------------------------------------------------------
 
-    def new_cache(self, batch_size=1, capacity=256):
+    def new_cache(self, batch_size: int = 1, capacity: int = 256) -> KVCache:
         """An empty KVCache for decode(): per layer, keys and values of up to `capacity` bytes (it grows)."""
         cfg = self.config
         cache = KVCache(cfg.n_layer, batch_size, cfg.n_head, cfg.head_dim, np.dtype(cfg.dtype), capacity)
@@ -247,7 +250,7 @@ class Transformer:
             cache.bias_table = self.pe.bias(self._pe_params(), W, np.arange(W, dtype=np.float64))[0]
         return cache.bias_table
 
-    def decode(self, idx, cache):
+    def decode(self, idx: np.ndarray, cache: KVCache) -> np.ndarray:
         """Logits (B, n, V) of n new token ids idx (B, n) that follow the cache's bytes; the cache
         then holds them too. The first call (an empty cache) reads the prompt with the same fused
         kernel as forward(); later calls cost one row of attention per new byte. The logits equal
@@ -300,7 +303,8 @@ class Transformer:
         hf, _ = layernorm_forward(x, p["ln_f.w"], p["ln_f.b"], cfg.ln_eps)
         return hf @ p["wte"].T                                           # (B, n, V)
 
-    def loss(self, idx, targets, train=False, rng=None, positions=None):
+    def loss(self, idx: np.ndarray, targets: np.ndarray, train: bool = False, rng: np.random.Generator | None = None,
+             positions: np.ndarray | None = None) -> float:
         """Mean cross-entropy (nats per token) of next-token targets (B, T); ready for backward().
 
         Targets of -1 do not count (a task grades only its answer). train=True lets a randomized PE
@@ -316,7 +320,7 @@ class Transformer:
         self._cache = cache._replace(ce=ce)
         return float(loss)
 
-    def backward(self):
+    def backward(self) -> dict[str, np.ndarray]:
         """Gradients of the last loss() with respect to every parameter (see gradients())."""
         if self._cache is None:
             raise RuntimeError("backward() needs a loss(): call model.loss(idx, targets) first")

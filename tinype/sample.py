@@ -6,8 +6,11 @@ go on with a cache (learned positions past their table; randomized positions dra
 length) generate() says so once and goes on by recomputing: a sliding window of the last
 max_positions bytes for a fixed table, the whole context otherwise.
 """
+from __future__ import annotations
+
 import math
 import sys
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -21,8 +24,9 @@ def _stderr(message):
     print(message, file=sys.stderr)
 
 
-def generate(model, prompt, max_new_tokens=200, temperature=1.0, top_k=None, seed=0, use_cache=True,
-             log=_stderr):
+def generate(model, prompt: str | Sequence[int], max_new_tokens: int = 200, temperature: float = 1.0,
+             top_k: int | None = None, seed: int = 0, use_cache: bool = True,
+             log: Callable[[str], None] = _stderr) -> str:
     """Continue `prompt` (str or token ids) by sampling; returns the generated text (without the prompt).
 
     temperature 0 is greedy decoding. use_cache=False recomputes the whole context for every byte

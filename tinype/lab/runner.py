@@ -1,8 +1,11 @@
 """run_lab: train what is missing, evaluate what is missing, reuse only what has the key asked for,
 then write the tables and figures. Every check that can fail runs before the first training."""
+from __future__ import annotations
+
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 
 from ..checkpoint import atomic_write_bytes, remove_orphan_temporaries, write_json
@@ -14,7 +17,7 @@ from ..train import source_window_check
 from . import jobs as lab_jobs
 from .executors import check_executor, make_executor
 from .results import PROTOCOLS, folder_name, protocols, read_record, run_key, summarize, train_key_fields, write_csv
-from .sweep import TASK_EVAL_SEED, LabError, trained_name, trainings
+from .sweep import TASK_EVAL_SEED, LabConfig, LabError, trained_name, trainings
 
 
 def _keyed(fields):
@@ -56,7 +59,8 @@ def _run(executor, fn, jobs, desc, progress, parallel):
             bar.close()
 
 
-def run_lab(cfg, progress=True, log=print, corpus=None):
+def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = print,
+            corpus: Corpus | None = None) -> tuple[dict, str]:
     """Run the sweep cfg describes (a LabConfig); returns (results dict, summary markdown)."""
     model_cfg, train_cfg = preset(cfg.preset)
     if cfg.steps:

@@ -8,6 +8,8 @@
 
 Each family lives in its own module with its paper cited; base.py defines the four hooks.
 """
+from __future__ import annotations
+
 from ..kernels import sinusoidal_table
 from .alibi import ALiBi, alibi_slopes
 from .base import PositionalEncoding
@@ -48,7 +50,7 @@ EVAL_TIME_VARIANTS = {"rope_pi": "rope", "rope_ntk": "rope", "rope_dynamic": "ro
 _BUILTIN = frozenset(_REGISTRY)
 
 
-def available():
+def available() -> list[str]:
     """Names accepted by get() and by ModelConfig(pe=...), sorted ("a+b" combines two); your own
     registered encodings included."""
     return sorted(_REGISTRY)
@@ -146,13 +148,13 @@ def _resolve(key):
     return _REGISTRY[name]
 
 
-def canonical(name):
+def canonical(name: str) -> str:
     """The spelling of a PE name to store and compare: registered names lower-cased, module paths
     kept as they are (a file or class name is case-sensitive). "ROPE+logn" -> "rope+logn"."""
     return "+".join(k.strip() if ":" in k else k.strip().lower() for k in str(name).split("+"))
 
 
-def get(name, **options):
+def get(name: str, **options) -> PositionalEncoding:
     """A new positional encoding by name, e.g. get("sinusoidal", scale=1.0) or get("rope+logn").
 
     name: a registered name (tinype's or yours, see register), a module path

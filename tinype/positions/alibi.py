@@ -7,6 +7,8 @@ the slopes of the nearest lower power of two are followed by every other slope o
 (the authors' get_slopes): for 12 heads the sequence is not monotone, by design. In bidirectional
 attention (the classifier) the penalty is -m_h |i - j|.
 """
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -20,7 +22,7 @@ def _power_of_two_slopes(n):
     return [start * start ** i for i in range(n)]
 
 
-def alibi_slopes(n_heads):
+def alibi_slopes(n_heads: int) -> np.ndarray:
     """(n_heads,) slopes, as in the ALiBi authors' get_slopes (any number of heads)."""
     if n_heads < 1:
         raise ValueError(f"n_heads must be >= 1, got {n_heads}")

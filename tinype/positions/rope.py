@@ -18,6 +18,8 @@ modeling_rope_utils conventions):
            attention factor 0.1 ln s + 1 multiplied into cos and sin
     llama3 (Meta 2024): wavelength bands; long ones interpolated, short ones kept, smooth between
 """
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -65,7 +67,8 @@ def _llama3(head_dim, base, factor, original_max, low_freq_factor=1.0, high_freq
     return np.where(medium, smoothed, scaled)
 
 
-def rope_inv_freq(head_dim, base=10000.0, scaling=None, seq_len=None):
+def rope_inv_freq(head_dim: int, base: float = 10000.0, scaling: dict | None = None,
+                  seq_len: int | None = None) -> tuple[np.ndarray, float]:
     """Inverse frequencies (D/2,) and the attention factor, as transformers' ROPE_INIT_FUNCTIONS.
 
     scaling: None, or a dict like transformers' rope_scaling, e.g.
@@ -104,13 +107,15 @@ def rope_inv_freq(head_dim, base=10000.0, scaling=None, seq_len=None):
                    scaling.get("high_freq_factor", 4.0)), 1.0
 
 
-def rope_tables(positions, inv_freq, attention_factor=1.0):
+def rope_tables(positions: np.ndarray, inv_freq: np.ndarray,
+                attention_factor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """cos and sin (T, D/2) of theta = positions x inv_freq, times the attention factor."""
     theta = np.outer(np.asarray(positions, dtype=np.float64), inv_freq)
     return np.cos(theta) * attention_factor, np.sin(theta) * attention_factor
 
 
-def apply_rope(x, positions, inv_freq, attention_factor=1.0, interleaved=False):
+def apply_rope(x: np.ndarray, positions: np.ndarray, inv_freq: np.ndarray, attention_factor: float = 1.0,
+               interleaved: bool = False) -> np.ndarray:
     """Rotate x (..., T, D) at `positions` (T,): the public one-call form of the rotation."""
     cos, sin = rope_tables(positions, inv_freq, attention_factor)
     return kernels.apply_rotary(x, cos.astype(x.dtype), sin.astype(x.dtype), interleaved)

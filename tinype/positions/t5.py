@@ -6,6 +6,8 @@ the last bucket (which is why T5 can run at any length, and why it cannot tell 2
 Bidirectional attention spends half the buckets on each direction. One table is shared by all
 layers (as in T5, where only the first layer owns it), initialised to zero.
 """
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -15,7 +17,8 @@ from .alibi import distances
 from .base import PositionalEncoding
 
 
-def t5_relative_bucket(relative_position, bidirectional, num_buckets=32, max_distance=128):
+def t5_relative_bucket(relative_position: np.ndarray, bidirectional: bool, num_buckets: int = 32,
+                       max_distance: int = 128) -> np.ndarray:
     """Bucket ids for relative_position = j - i (key minus query), as transformers'
     T5Attention._relative_position_bucket. The log is taken in float32, as there, so bucket
     boundaries fall on the same distances."""
