@@ -151,7 +151,7 @@ class Transformer:
         self.pe.check_length(T)
         if pos is None:
             pos = self.pe.positions(T, train=train, rng=rng)
-        pe_params = {k[3:]: v for k, v in p.items() if k.startswith("pe.")}
+        pe_params = self._pe_params()
 
         x, emb_cache = embedding_forward(idx, p["wte"])                  # (B, T, C)
         pe_embed = self.pe.embed(pe_params, pos)
@@ -238,6 +238,7 @@ class Transformer:
         return cache
 
     def _pe_params(self):
+        """The PE's own parameters, {local name: array}: the "pe." entries with the prefix stripped."""
         return {k[3:]: v for k, v in self.params.items() if k.startswith("pe.")}
 
     def _decode_bias(self, cache, t0, L, pos):
@@ -354,7 +355,7 @@ class Transformer:
                 dbias_total = dbias if dbias_total is None else dbias_total + dbias
             d, g[h + "ln_1.w"], g[h + "ln_1.b"] = layernorm_backward(da_in, bc.ln_1)
             dx = dx + d
-        pe_params = {k[3:]: v for k, v in p.items() if k.startswith("pe.")}
+        pe_params = self._pe_params()
         pe_grads = {}
         if c.pe_embed is not None:                                      # x = wte[idx] + table
             pe_grads.update(self.pe.embed_backward(pe_params, dx.sum(axis=0), c.pe_embed[0]))
