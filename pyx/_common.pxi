@@ -19,6 +19,11 @@ from tinype._checks import array as _check
 
 cnp.import_array()
 
+# Waking the second thread and joining it costs a few microseconds on an idle machine and far more
+# when the cores are busy; a row-wise kernel with less work than this many elements runs on the
+# calling thread (a decoding step's rows are 64 floats: thread start-up would be most of its time).
+cdef Py_ssize_t PARALLEL_MIN = 32768
+
 cdef extern from "simd_math.h" nogil:     # math.h, plus the SIMD exp declarations
     float expf(float)
     float logf(float)

@@ -45,7 +45,7 @@ cdef inline void _gelu_bwd_span(const floating* dout, const floating* x, const f
 def _gelu_fwd(const floating[::1] x, floating[::1] out, floating[::1] t):
     cdef Py_ssize_t c, start, n = x.shape[0]
     with nogil:
-        for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
+        for c in prange((n + CHUNK - 1) // CHUNK, schedule="static", use_threads_if=n >= PARALLEL_MIN):
             start = c * CHUNK
             _gelu_fwd_span(&x[start], &out[start], &t[start], min(CHUNK, n - start))
 
@@ -54,7 +54,7 @@ def _gelu_bwd(const floating[::1] dout, const floating[::1] x, const floating[::
               floating[::1] dx):
     cdef Py_ssize_t c, start, n = x.shape[0]
     with nogil:
-        for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
+        for c in prange((n + CHUNK - 1) // CHUNK, schedule="static", use_threads_if=n >= PARALLEL_MIN):
             start = c * CHUNK
             _gelu_bwd_span(&dout[start], &x[start], &t[start], &dx[start], min(CHUNK, n - start))
 
@@ -125,7 +125,7 @@ def _ln_fwd(const floating[:, ::1] x, const floating[::1] w, const floating[::1]
             floating[:, ::1] out, floating[:, ::1] xhat, floating[::1] rstd):
     cdef Py_ssize_t n, C = x.shape[1]
     with nogil:
-        for n in prange(x.shape[0], schedule="static"):
+        for n in prange(x.shape[0], schedule="static", use_threads_if=x.shape[0] * C >= PARALLEL_MIN):
             _ln_fwd_row(&x[n, 0], &w[0], &b[0], eps, &out[n, 0], &xhat[n, 0], &rstd[n], C)
 
 
@@ -133,7 +133,7 @@ def _ln_bwd(const floating[:, ::1] dout, const floating[:, ::1] xhat, const floa
             const floating[::1] w, floating[:, ::1] dx):
     cdef Py_ssize_t n, C = xhat.shape[1]
     with nogil:
-        for n in prange(xhat.shape[0], schedule="static"):
+        for n in prange(xhat.shape[0], schedule="static", use_threads_if=xhat.shape[0] * C >= PARALLEL_MIN):
             _ln_bwd_row(&dout[n, 0], &xhat[n, 0], rstd[n], &w[0], &dx[n, 0], C)
 
 
@@ -194,7 +194,7 @@ def _xent(const floating[:, ::1] logits, const long long[::1] targets, const flo
           double[::1] nll, floating[:, ::1] dlogits):
     cdef Py_ssize_t n, V = logits.shape[1]
     with nogil:
-        for n in prange(logits.shape[0], schedule="static"):
+        for n in prange(logits.shape[0], schedule="static", use_threads_if=logits.shape[0] * V >= PARALLEL_MIN):
             nll[n] = _xent_row(&logits[n, 0], targets[n], weights[n], &dlogits[n, 0], V)
 
 

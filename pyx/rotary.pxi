@@ -29,7 +29,7 @@ def _rotary(const floating[:, :, ::1] x, const floating[:, ::1] cos_t, const flo
     cdef Py_ssize_t N = x.shape[0], T = x.shape[1], half = x.shape[2] // 2, row, n, t
     with nogil:
         # every (slice, time) row is independent: split them all over the threads
-        for row in prange(N * T, schedule="static"):
+        for row in prange(N * T, schedule="static", use_threads_if=N * T * half >= PARALLEL_MIN // 2):
             n = row // T
             t = row % T
             _rotate_row(&x[n, t, 0], &cos_t[t, 0], &sin_t[t, 0], &y[n, t, 0], half, interleaved)
