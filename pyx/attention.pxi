@@ -118,17 +118,25 @@ cdef inline floating _row_weights(floating* srow, Py_ssize_t ncol, Py_ssize_t nk
 
     The exponent is floored at -87 (float32; -700 in float64): libmvec's vector exp handles an
     underflowing lane by a scalar call, and a distance bias such as ALiBi's makes most far-away
-    logits underflow (~15% of the backward went there). A weight of 1.6e-38 instead of 0, beside
-    the row's largest weight 1, changes nothing measurable. The floor is its own loop: within one
-    expression gcc rewrites exp(max(x, a)) into x > a ? exp(x) : exp(a), calling exp on x anyway."""
+    logits underflow (~15% of the backward went there). The floor is its own loop: within one
+    expression gcc rewrites exp(max(x, a)) into x > a ? exp(x) : exp(a), calling exp on x anyway.
+
+    Weights below TINY (1e-20 in float32, 1e-200 in float64) are then set to exactly 0. Next to
+    the row's largest weight, 1, they are far below the float's resolution, so no sum changes; but
+    left in place, a weight of 1.6e-38 times a gradient of 1e-3 is a subnormal number, and on x86
+    every arithmetic operation on a subnormal takes a slow microcode path: with ALiBi, whose far
+    keys all sit at the floor, that made the backward 5-8x slower than without a bias."""
     cdef Py_ssize_t c
     cdef floating total = 0
     cdef floating low = -87 if floating is float else -700
+    cdef floating tiny = <floating>(1e-20 if floating is float else 1e-200)
     for c in range(ncol):
         srow[c] = srow[c] - shift
         srow[c] = low if srow[c] < low else srow[c]      # so written, a NaN stays NaN
     for c in range(ncol):
         srow[c] = _exp(srow[c])
+    for c in range(ncol):
+        srow[c] = 0 if srow[c] < tiny else srow[c]       # (a NaN stays NaN here too)
         total += srow[c]
     for c in range(ncol, nk):
         srow[c] = 0

@@ -28,6 +28,8 @@ cdef void _decode_head(const floating[:, :, :, ::1] q, const floating[:, :, :, :
     cdef const floating* bt
     cdef floating* o
     cdef floating mult, m, z, acc, w
+    cdef floating low = -87 if floating is float else -700
+    cdef floating tiny = <floating>(1e-20 if floating is float else 1e-200)
     for a in range(n):
         i = t0 + a                                       # the query's absolute position
         qa = &q[b, h, a, 0]
@@ -53,13 +55,22 @@ cdef void _decode_head(const floating[:, :, :, ::1] q, const floating[:, :, :, :
             if s[j] > m:
                 m = s[j]
         z = 0
+        # floor, exp and flush as the training kernel's _row_weights (attention.pxi) does: no lane
+        # underflows in the vector exp, and no subnormal weight reaches the weighted sum
+        for j in range(i + 1):
+            s[j] = s[j] - m
+            s[j] = low if s[j] < low else s[j]
         for j in range(i + 1):                           # one vectorised exp loop
-            s[j] = _exp(s[j] - m)
+            s[j] = _exp(s[j])
+        for j in range(i + 1):
+            s[j] = 0 if s[j] < tiny else s[j]
             z = z + s[j]
         for d in range(D):
             o[d] = 0
         for j in range(i + 1):                           # out = sum_j w_j v_j / sum_j w_j
             w = s[j]
+            if w == 0:                                   # far keys under a distance bias weigh nothing
+                continue
             for d in range(D):
                 o[d] = o[d] + w * vr[j * vs + d]
         for d in range(D):
