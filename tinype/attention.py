@@ -81,6 +81,8 @@ class DecodeContext(NamedTuple):
     bias: np.ndarray | None          # prefill (t0 = 0): the (H, T) table or dense bias; later: the
                                         # (H, W >= L) table over distances, or a dense PE's (H, n, L) rows
     logit_scale: np.ndarray | None   # prefill: (T,); else (n,) the new queries' multipliers
+    new_positions: np.ndarray | None = None   # positions[t0:], one array for every layer (so a
+                                        # rotary encoding's table memo recognises it)
 
 
 def self_attention_step(x, w_qkv, b_qkv, w_proj, b_proj, n_head, ctx, kv, layer):
@@ -89,13 +91,14 @@ def self_attention_step(x, w_qkv, b_qkv, w_proj, b_proj, n_head, ctx, kv, layer)
     to the last n rows of self_attention_forward over the whole context."""
     B, n, C = x.shape
     D = C // n_head
-    qkv, _ = linear_forward(x, w_qkv, b_qkv)                            # (B, n, 3C)
-    qkv = qkv.reshape(B, n, 3, n_head, D).transpose(2, 0, 3, 1, 4)      # (3, B, H, n, D)
-    q, k, v = (np.ascontiguousarray(t) for t in qkv)
+    qkv = x.reshape(B * n, C) @ w_qkv                                   # (B n, 3C): one GEMM (a GEMV
+    qkv += b_qkv                                                        # for one new byte)
+    # (3, B, H, n, D), one copy; q, k, v are C-contiguous views of it
+    q, k, v = np.ascontiguousarray(qkv.reshape(B, n, 3, n_head, D).transpose(2, 0, 3, 1, 4))
     t0, pos = ctx.t0, ctx.positions
     if ctx.rotated_cache:
         # position p turns the same way at any length: rotate only the new bytes, cache them rotated
-        rot = ctx.pe.rotate(q, k, pos[t0:])
+        rot = ctx.pe.rotate(q, k, ctx.new_positions if ctx.new_positions is not None else pos[t0:])
         if rot is not None:
             (q, k), _ = rot
         keys, values = kv.write(layer, k, v)
@@ -114,6 +117,6 @@ def self_attention_step(x, w_qkv, b_qkv, w_proj, b_proj, n_head, ctx, kv, layer)
                                          scale, True, ctx.bias, ctx.logit_scale)
     else:            # new bytes against the cache: n rows of attention, O(n L)
         y = kernels.attention_decode(q, keys, values, scale, ctx.bias, ctx.logit_scale)
-    y2 = y.transpose(0, 2, 1, 3).reshape(B, n, C)                       # (B, n, C)
-    out, _ = linear_forward(y2, w_proj, b_proj)
-    return out
+    out = y.transpose(0, 2, 1, 3).reshape(B * n, C) @ w_proj             # heads side by side, then
+    out += b_proj                                                       # the output projection
+    return out.reshape(B, n, C)

@@ -291,7 +291,7 @@ class Transformer:
         else:
             bias = self._decode_bias(cache, t0, L, pos) if cache.bias_kind else None
             scale = scale[t0:] if scale is not None else None
-        ctx = DecodeContext(self.pe, pos, t0, cache.rotated, bias, scale)
+        ctx = DecodeContext(self.pe, pos, t0, cache.rotated, bias, scale, pos[t0:])
         for l in range(cfg.n_layer):
             h = f"h{l}."
             a_in, _ = layernorm_forward(x, p[h + "ln_1.w"], p[h + "ln_1.b"], cfg.ln_eps)
