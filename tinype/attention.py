@@ -40,9 +40,9 @@ def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, n_head, ctx):
     B, T, C = x.shape
     D = C // n_head
     qkv, qkv_cache = linear_forward(x, w_qkv, b_qkv)                    # (B, T, 3C)
-    qkv = qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4)      # (3, B, H, T, D)
-    # contiguous once here, so neither the kernel's forward nor its backward has to copy them
-    q, k, v = (np.ascontiguousarray(t) for t in qkv)
+    # (3, B, H, T, D) in one copy, contiguous once here, so neither the kernel's forward nor its
+    # backward has to copy q, k or v again (each is a C-contiguous view of the copy)
+    q, k, v = np.ascontiguousarray(qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4))
     rot = ctx.pe.rotate(q, k, ctx.positions)
     rot_cache = None
     if rot is not None:
@@ -65,8 +65,11 @@ def self_attention_backward(dout, cache, n_head, ctx):
         dy, cache.q, cache.k, cache.v, cache.y, cache.lse, scale, ctx.causal, ctx.bias, ctx.logit_scale)
     if cache.rot is not None:
         dq, dk = ctx.pe.rotate_backward(dq, dk, cache.rot)
-    dqkv = np.stack([dq, dk, dv])                                      # (3, B, H, T, D)
-    dqkv = dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C)          # (B, T, 3C)
+    # back to the qkv layout (B, T, 3, H, D) = (B, T, 3C): one pass that writes each gradient in place
+    dqkv = np.empty((B, T, 3, n_head, D), dtype=dq.dtype)
+    for j, d in enumerate((dq, dk, dv)):
+        dqkv[:, :, j] = d.transpose(0, 2, 1, 3)
+    dqkv = dqkv.reshape(B, T, 3 * C)
     dx, dw_qkv, db_qkv = linear_backward(dqkv, cache.qkv)
     return dx, dw_qkv, db_qkv, dw_proj, db_proj, dbias
 
