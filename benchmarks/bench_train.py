@@ -1,16 +1,35 @@
-"""Training throughput: tinype (NumPy + Cython) against the same model in PyTorch eager, on the CPU.
+"""Training throughput: tinype (NumPy + Cython) against the same model in PyTorch on the CPU,
+eager and under torch.compile.
 
-    python benchmarks/bench_train.py [--steps 30] [--threads 2]
+    python benchmarks/bench_train.py [--steps 20] [--rounds 5] [--threads 2] [--presets quick,standard]
 
-Both sides run the full training step of the reference configuration (forward, backward, global
-clipping, AdamW) on the same batches, in one process. This machine's timings wander by +-20% from
-run to run, so the two sides alternate over several rounds and the table gives the median
-training tokens/s of each and the ratio of the medians. PyTorch is optional: without it only
-tinype's numbers are printed.
+Every side runs the full training step of a preset (forward, backward, global clipping, AdamW) on
+the same batches, in one process: tinype; PyTorch eager with scaled_dot_product_attention (the
+same architecture, tests/torch_reference.py); and the same PyTorch step under torch.compile
+(compiled once, before the timing). This machine's timings wander by +-20% from run to run, so the
+sides alternate over several rounds and the table gives the median training tokens/s of each, the
+ratio of tinype's median to the faster PyTorch side's, and the share of this machine's sgemm peak
+(a 2048^3 float32 GEMM through numpy, measured in the same run) that each side's model FLOPs reach
+(6 per multiply-add of every weight, forward and backward, plus the causal attention products).
+PyTorch is optional: without it only tinype's numbers are printed.
 """
 import argparse
 import os
 import sys
+
+
+def _threads_asked(default="2"):
+    """--threads N from the command line, read before numpy loads its BLAS (which fixes its pool then)."""
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+    return default
+
+
+if __name__ == "__main__":
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads_asked())
+
 import time
 
 import numpy as np
@@ -32,7 +51,7 @@ def make_tinype(model_cfg, train_cfg):
     return step, lambda b: b
 
 
-def make_torch(model_cfg, train_cfg):
+def make_torch(model_cfg, train_cfg, compiled=False):
     import torch
     sys.path.insert(0, os.path.join(HERE, "..", "tests"))
     from torch_reference import torch_forward
@@ -44,10 +63,16 @@ def make_torch(model_cfg, train_cfg):
     groups = [{"params": [P[k] for k in P if decays(k, init[k])], "weight_decay": 0.1},
               {"params": [P[k] for k in P if not decays(k, init[k])], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=train_cfg.lr, betas=(0.9, 0.95))
+
+    def loss_of(x, y):
+        logits = torch_forward(P, x, model_cfg, model_cfg.pe)
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, model_cfg.vocab_size), y.reshape(-1))
+    if compiled:
+        loss_of = torch.compile(loss_of)
+
     def step(x, y):
         opt.zero_grad(set_to_none=True)
-        logits = torch_forward(P, x, model_cfg, model_cfg.pe)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, model_cfg.vocab_size), y.reshape(-1))
+        loss = loss_of(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(P.values()), 1.0)
         opt.step()
@@ -66,7 +91,11 @@ def main():
     ap.add_argument("--steps", type=int, default=20, help="timed steps per round (default 20)")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds per preset (default 5)")
     ap.add_argument("--threads", type=int, default=2, help="threads for BLAS, OpenMP and torch (default 2)")
+    ap.add_argument("--presets", default="quick,standard", help="comma-separated presets (default both)")
+    ap.add_argument("--no-compile", action="store_true", help="leave out the torch.compile side")
     args = ap.parse_args()
+    from profile_train import sgemm_peak, step_flops
+
     from tinype import kernels, preset
     from tinype.data import Corpus, get_batch
     try:
@@ -75,28 +104,37 @@ def main():
     except ImportError:
         torch = None
     corpus = Corpus.default()
-    print(f"tinype backend: {kernels.BACKEND}; threads: {args.threads}; "
-          f"torch: {torch.__version__ if torch else 'not installed'}")
-    print(f"{'preset':<10}{'tinype tok/s':>14}{'torch tok/s':>14}{'ratio':>8}")
-    for name in ("quick", "standard"):
+    peak = sgemm_peak()
+    print(f"tinype backend: {kernels.BACKEND} ({kernels.CPU_PATH}); threads: {args.threads}; "
+          f"torch: {torch.__version__ if torch else 'not installed'}; sgemm peak now: {peak:.0f} GFLOP/s")
+    names = ["tinype"] + (["torch eager", "torch.compile"] if torch else [])
+    if torch and args.no_compile:
+        names.remove("torch.compile")
+    print(f"{'preset':<10}" + "".join(f"{n + ' tok/s':>20}" for n in names) + f"{'ratio':>8}"
+          + "".join(f"{n + ' %peak':>20}" for n in names))
+    for name in args.presets.split(","):
         mc, tc = preset(name)
         batches = [get_batch(corpus.train, tc.batch_size, mc.T_train, np.random.default_rng([0, s]))
                    for s in range(args.steps)]
         tokens = args.steps * tc.batch_size * mc.T_train
+        flops_per_token = step_flops(mc, tc.batch_size) / (tc.batch_size * mc.T_train)
         sides = {"tinype": make_tinype(mc, tc)}
-        if torch:
-            sides["torch"] = make_torch(mc, tc)
+        if "torch eager" in names:
+            sides["torch eager"] = make_torch(mc, tc)
+        if "torch.compile" in names:
+            sides["torch.compile"] = make_torch(mc, tc, compiled=True)
         rates = {k: [] for k in sides}
-        for step, convert in sides.values():                  # warm-up: allocations, thread pools
+        for step, convert in sides.values():                  # warm-up: compilation, allocations, thread pools
             seconds(step, convert(batches[:3]))
         for _ in range(args.rounds):
             for k, (step, convert) in sides.items():
                 rates[k].append(tokens / seconds(step, convert(batches)))
-        ours = float(np.median(rates["tinype"]))
-        theirs = float(np.median(rates["torch"])) if torch else float("nan")
-        print(f"{name:<10}{ours:>14,.0f}{theirs:>14,.0f}{ours / theirs:>8.2f}x")
+        med = {k: float(np.median(v)) for k, v in rates.items()}
+        best_torch = max((v for k, v in med.items() if k != "tinype"), default=float("nan"))
+        print(f"{name:<10}" + "".join(f"{med[n]:>20,.0f}" for n in names) + f"{med['tinype'] / best_torch:>7.2f}x"
+              + "".join(f"{med[n] * flops_per_token / 1e9 / peak:>20.0%}" for n in names))
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    sys.path.insert(0, HERE)
     main()
