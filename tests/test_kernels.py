@@ -367,6 +367,31 @@ def test_attention_register_tiles_match_reference(dtype, T, D, causal, table, wi
     _check_attention_parity(1, 2, T, D, dtype, causal, table, with_mult, seed=T)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attention_flushes_tiny_weights_without_changing_results(dtype):
+    # A steep ALiBi-like bias (slope 0.5 per byte of distance): beyond ~90 keys back the weights sit
+    # between float32's underflow floor e^-87 and the flush threshold 1e-20 (e^-46), where the
+    # kernel sets them to exactly 0 so that no subnormal product reaches its GEMMs. The reference
+    # keeps them. Both must agree to the usual tolerance in the forward and in every gradient.
+    # (That the flush makes the backward fast is a speed property: benchmarks/bench_kernels.py.)
+    B, H, T, D = 1, 2, 300, 16
+    g = np.random.default_rng(7)
+    q, k, v, dout = [g.standard_normal((B, H, T, D)).astype(dtype) for _ in range(4)]
+    slopes = np.array([0.5, 1.0])
+    bias = reference.alibi_table(slopes, T, True).astype(dtype)
+    out, lse = ext.attention_forward(q, k, v, 0.25, True, bias)
+    rout, rlse = reference.attention_forward(q, k, v, 0.25, True, bias)
+    assert_parity(out, rout, dtype, "out")
+    fast = ext.attention_backward(dout, q, k, v, out, lse, 0.25, True, bias)
+    ref = reference.attention_backward(dout, q, k, v, rout, rlse, 0.25, True, bias)
+    for a, r, name in zip(fast, ref, ("dq", "dk", "dv", "dbias")):
+        assert_parity(a, r, dtype, name, np.linalg.norm(dout))
+    # every output is a normal number or zero: no subnormal escaped into the results either
+    tiny = np.finfo(dtype).tiny
+    for a in (out,) + tuple(fast[:3]):
+        assert not np.any((a != 0) & (np.abs(a) < tiny))
+
+
 @settings(max_examples=40, deadline=None)
 @given(B=st.integers(1, 2), H=st.integers(1, 3), T=st.integers(1, 200), D=st.integers(1, 40),
        f32=st.booleans(), causal=st.booleans(), table=st.sampled_from([None, "causal", "two-sided"]),
