@@ -70,6 +70,15 @@ cdef extern from "tiles.h" nogil:
                     Py_ssize_t a_ks, const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc)
     void tp_mm_avx512(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, float alpha, const float* A, Py_ssize_t a_rs,
                       Py_ssize_t a_ks, const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc)
+    void tp_rowdots_base(Py_ssize_t L, Py_ssize_t D, float alpha, const float* q, const float* K,
+                         Py_ssize_t ks, float* s)
+    void tp_wsum_base(Py_ssize_t L, Py_ssize_t D, const float* w, const float* V, Py_ssize_t vs, float* o)
+    void tp_rowdots_avx2(Py_ssize_t L, Py_ssize_t D, float alpha, const float* q, const float* K,
+                         Py_ssize_t ks, float* s)
+    void tp_wsum_avx2(Py_ssize_t L, Py_ssize_t D, const float* w, const float* V, Py_ssize_t vs, float* o)
+    void tp_rowdots_avx512(Py_ssize_t L, Py_ssize_t D, float alpha, const float* q, const float* K,
+                         Py_ssize_t ks, float* s)
+    void tp_wsum_avx512(Py_ssize_t L, Py_ssize_t D, const float* w, const float* V, Py_ssize_t vs, float* o)
     const int TP_COMPILED_BEST
     const bint TP_HAVE_BASE
     const int TP_OPENMP

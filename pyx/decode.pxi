@@ -11,6 +11,53 @@
 # Shape letters: B batch, H heads, n new queries, L keys, D head dim, W table width (>= L).
 
 
+# The row's two products go to pyx/tiles.h's copy for this CPU in float32 (the extension itself is
+# compiled for the baseline, SSE2, where a 16-long dot product per key is mostly loop overhead);
+# float64, the gradient checks' type, takes the plain loops.
+
+cdef inline void _rowdots(Py_ssize_t L, Py_ssize_t D, floating alpha, const floating* q, const floating* K,
+                          Py_ssize_t ks, floating* s) noexcept nogil:
+    """s[j] = alpha * q . K[j] for j < L (K's rows ks apart)."""
+    cdef Py_ssize_t j, d
+    cdef floating acc
+    if floating is float:
+        if _cpu_path == 2:
+            tp_rowdots_avx512(L, D, alpha, q, K, ks, s)
+            return
+        if _cpu_path == 1:
+            tp_rowdots_avx2(L, D, alpha, q, K, ks, s)
+            return
+        if TP_HAVE_BASE:
+            tp_rowdots_base(L, D, alpha, q, K, ks, s)
+            return
+    for j in range(L):
+        acc = 0
+        for d in range(D):
+            acc = acc + q[d] * K[j * ks + d]
+        s[j] = acc * alpha
+
+
+cdef inline void _wsum(Py_ssize_t L, Py_ssize_t D, const floating* w, const floating* V, Py_ssize_t vs,
+                       floating* o) noexcept nogil:
+    """o[d] = sum_j w[j] V[j, d] for d < D (V's rows vs apart); o is overwritten."""
+    cdef Py_ssize_t j, d
+    if floating is float:
+        if _cpu_path == 2:
+            tp_wsum_avx512(L, D, w, V, vs, o)
+            return
+        if _cpu_path == 1:
+            tp_wsum_avx2(L, D, w, V, vs, o)
+            return
+        if TP_HAVE_BASE:
+            tp_wsum_base(L, D, w, V, vs, o)
+            return
+    for d in range(D):
+        o[d] = 0
+    for j in range(L):
+        for d in range(D):
+            o[d] = o[d] + w[j] * V[j * vs + d]
+
+
 cdef void _decode_head(const floating[:, :, :, ::1] q, const floating[:, :, :, :] k,
                        const floating[:, :, :, :] v, const floating[:, ::1] table,
                        const floating[:, :, ::1] rows, const floating[::1] lscale, double scale,
@@ -37,11 +84,7 @@ cdef void _decode_head(const floating[:, :, :, ::1] q, const floating[:, :, :, :
         mult = <floating> scale
         if has_lscale:
             mult = mult * lscale[a]
-        for j in range(i + 1):                           # s_j = mult q.k_j
-            acc = 0
-            for d in range(D):
-                acc = acc + qa[d] * kr[j * ks + d]
-            s[j] = acc * mult
+        _rowdots(i + 1, D, mult, qa, kr, ks, s)          # s_j = mult q.k_j
         if bias_kind == 1:                               # + table[h, i - j]: the distance's entry
             bt = &table[h, 0]
             for j in range(i + 1):
@@ -65,14 +108,7 @@ cdef void _decode_head(const floating[:, :, :, ::1] q, const floating[:, :, :, :
         for j in range(i + 1):
             s[j] = 0 if s[j] < tiny else s[j]
             z = z + s[j]
-        for d in range(D):
-            o[d] = 0
-        for j in range(i + 1):                           # out = sum_j w_j v_j / sum_j w_j
-            w = s[j]
-            if w == 0:                                   # far keys under a distance bias weigh nothing
-                continue
-            for d in range(D):
-                o[d] = o[d] + w * vr[j * vs + d]
+        _wsum(i + 1, D, s, vr, vs, o)                    # out = sum_j w_j v_j / sum_j w_j
         for d in range(D):
             o[d] = o[d] / z
 

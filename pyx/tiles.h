@@ -3,6 +3,7 @@
  *
  *     C[m, n] += alpha * sum_k A[m, k] B[k, n]     A[m, k] = A[m * a_rs + k * a_ks]
  *                                                  B row-major (row stride ldb), C row stride ldc
+ * and the two products of one decoding query (tp_rowdots, tp_wsum; see tiles_impl.h).
  *
  * The extension is compiled for the baseline of its architecture (x86-64: SSE2), so that a wheel
  * runs on any machine. Only the functions below carry wider instruction sets, through gcc/clang's
@@ -56,6 +57,10 @@
 #undef TP_VW
 #else
 #define TP_HAVE_BASE 0
+static void tp_rowdots_base(ptrdiff_t L, ptrdiff_t D, float alpha, const float *q, const float *K, ptrdiff_t ks, float *s)
+{ (void)L; (void)D; (void)alpha; (void)q; (void)K; (void)ks; (void)s; }
+static void tp_wsum_base(ptrdiff_t L, ptrdiff_t D, const float *w, const float *V, ptrdiff_t vs, float *o)
+{ (void)L; (void)D; (void)w; (void)V; (void)vs; (void)o; }
 static void tp_mm_base(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, float alpha, const float *A, ptrdiff_t a_rs,
                        ptrdiff_t a_ks, const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc)
 { (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)a_rs; (void)a_ks; (void)B; (void)ldb; (void)C; (void)ldc; }
@@ -84,11 +89,19 @@ static void tp_mm_base(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, float alpha, const
 
 /* Stubs where a copy is not compiled: tp_cpu_best() never selects them. */
 #if !TP_HAVE_AVX2
+static void tp_rowdots_avx2(ptrdiff_t L, ptrdiff_t D, float alpha, const float *q, const float *K, ptrdiff_t ks, float *s)
+{ (void)L; (void)D; (void)alpha; (void)q; (void)K; (void)ks; (void)s; }
+static void tp_wsum_avx2(ptrdiff_t L, ptrdiff_t D, const float *w, const float *V, ptrdiff_t vs, float *o)
+{ (void)L; (void)D; (void)w; (void)V; (void)vs; (void)o; }
 static void tp_mm_avx2(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, float alpha, const float *A, ptrdiff_t a_rs,
                        ptrdiff_t a_ks, const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc)
 { (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)a_rs; (void)a_ks; (void)B; (void)ldb; (void)C; (void)ldc; }
 #endif
 #if !TP_HAVE_AVX512
+static void tp_rowdots_avx512(ptrdiff_t L, ptrdiff_t D, float alpha, const float *q, const float *K, ptrdiff_t ks, float *s)
+{ (void)L; (void)D; (void)alpha; (void)q; (void)K; (void)ks; (void)s; }
+static void tp_wsum_avx512(ptrdiff_t L, ptrdiff_t D, const float *w, const float *V, ptrdiff_t vs, float *o)
+{ (void)L; (void)D; (void)w; (void)V; (void)vs; (void)o; }
 static void tp_mm_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, float alpha, const float *A, ptrdiff_t a_rs,
                          ptrdiff_t a_ks, const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc)
 { (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)a_rs; (void)a_ks; (void)B; (void)ldb; (void)C; (void)ldc; }

@@ -66,6 +66,77 @@ TP_TARGET static void TP_CAT(tp_mm, TP_SUFFIX)(ptrdiff_t M, ptrdiff_t N, ptrdiff
     TP_CAT(tp_plain, TP_SUFFIX)(M - mf, N, K, alpha, A + mf * a_rs, a_rs, a_ks, B, ldb, C + mf * ldc, ldc);
 }
 
+
+/* The two halves of a decoding query's attention row (pyx/decode.pxi), for this instruction set:
+ *   tp_rowdots:  s[j] = alpha * sum_d q[d] K[j * ks + d]          j < L    (the logits)
+ *   tp_wsum:     o[d] = sum_j w[j] V[j * vs + d]                   d < D    (the weighted values)
+ * Both keep four independent vector accumulators (four keys at a time) and handle D in vectors
+ * of W floats; a D that is not a multiple of W takes plain loops, compiled for this set too. */
+TP_TARGET static inline float TP_CAT(tp_hsum, TP_SUFFIX)(TP_VEC v)
+{
+    float t = 0;
+    for (int i = 0; i < TP_VW; i++)
+        t += v[i];
+    return t;
+}
+
+TP_TARGET static void TP_CAT(tp_rowdots, TP_SUFFIX)(ptrdiff_t L, ptrdiff_t D, float alpha, const float *q,
+                                                    const float *K, ptrdiff_t ks, float *s)
+{
+    ptrdiff_t j = 0;
+    if (D % TP_VW == 0) {
+        const ptrdiff_t nv = D / TP_VW;
+        for (; j + 4 <= L; j += 4) {
+            TP_VEC a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            const float *k0 = K + j * ks;
+            for (ptrdiff_t c = 0; c < nv; c++) {
+                const TP_VEC qv = *(const TP_VEC *)(q + c * TP_VW);
+                a0 += qv * *(const TP_VEC *)(k0 + c * TP_VW);
+                a1 += qv * *(const TP_VEC *)(k0 + ks + c * TP_VW);
+                a2 += qv * *(const TP_VEC *)(k0 + 2 * ks + c * TP_VW);
+                a3 += qv * *(const TP_VEC *)(k0 + 3 * ks + c * TP_VW);
+            }
+            s[j] = alpha * TP_CAT(tp_hsum, TP_SUFFIX)(a0);
+            s[j + 1] = alpha * TP_CAT(tp_hsum, TP_SUFFIX)(a1);
+            s[j + 2] = alpha * TP_CAT(tp_hsum, TP_SUFFIX)(a2);
+            s[j + 3] = alpha * TP_CAT(tp_hsum, TP_SUFFIX)(a3);
+        }
+    }
+    for (; j < L; j++) {
+        float t = 0;
+        for (ptrdiff_t d = 0; d < D; d++)
+            t += q[d] * K[j * ks + d];
+        s[j] = alpha * t;
+    }
+}
+
+TP_TARGET static void TP_CAT(tp_wsum, TP_SUFFIX)(ptrdiff_t L, ptrdiff_t D, const float *w, const float *V,
+                                                 ptrdiff_t vs, float *o)
+{
+    if (D % TP_VW == 0) {
+        for (ptrdiff_t c = 0; c < D; c += TP_VW) {
+            TP_VEC a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            const float *v0 = V + c;
+            ptrdiff_t j = 0;
+            for (; j + 4 <= L; j += 4) {
+                a0 += w[j] * *(const TP_VEC *)(v0 + j * vs);
+                a1 += w[j + 1] * *(const TP_VEC *)(v0 + (j + 1) * vs);
+                a2 += w[j + 2] * *(const TP_VEC *)(v0 + (j + 2) * vs);
+                a3 += w[j + 3] * *(const TP_VEC *)(v0 + (j + 3) * vs);
+            }
+            for (; j < L; j++)
+                a0 += w[j] * *(const TP_VEC *)(v0 + j * vs);
+            *(TP_VEC *)(o + c) = (a0 + a1) + (a2 + a3);
+        }
+        return;
+    }
+    for (ptrdiff_t d = 0; d < D; d++)
+        o[d] = 0;
+    for (ptrdiff_t j = 0; j < L; j++)
+        for (ptrdiff_t d = 0; d < D; d++)
+            o[d] += w[j] * V[j * vs + d];
+}
+
 #undef TP_NR
 #undef TP_VEC
 #undef TP_CAT

@@ -596,6 +596,23 @@ def test_attention_matches_reference_on_every_cpu_path(cpu_path, dtype, T, D, ca
     _check_attention_parity(1, 2, T, D, dtype, causal, table, with_mult, seed=T + D)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("L, D", [(39, 16), (23, 20), (130, 64), (5, 4), (1, 8)])
+@pytest.mark.parametrize("kind", ["none", "table"])
+def test_decode_kernel_matches_reference_on_every_cpu_path(cpu_path, dtype, L, D, kind):
+    # a decoding query's two products run in vectors of 4 (portable), 8 (avx2) or 16 (avx512)
+    # floats, four keys at a time: D = 16 and 64 take the vector loops on every path, D = 20 and 4
+    # the plain ones on some; L = 39 and 23 leave a ragged group of keys. k, v: views of longer buffers
+    assert kernels.CPU_PATH == cpu_path
+    g = np.random.default_rng(L + D)
+    k = g.standard_normal((1, 3, L + 5, D)).astype(dtype)[:, :, :L]
+    v = g.standard_normal((1, 3, L + 5, D)).astype(dtype)[:, :, :L]
+    q = g.standard_normal((1, 3, 1, D)).astype(dtype)
+    bias = g.standard_normal((3, L + 2)).astype(dtype) if kind == "table" else None
+    assert_parity(ext.attention_decode(q, k, v, 0.3, bias, None), reference.attention_decode(q, k, v, 0.3, bias),
+                  dtype, "decode out")
+
+
 def test_cpu_paths_give_nearly_the_same_float32_attention():
     # the paths differ only in the order of float32 sums: far below the twin tolerance, not zero
     q, k, v, bias, mult, dout = _attention_case(1, 2, 200, 64, np.float32, True, "causal", True, 3)
