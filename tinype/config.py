@@ -195,11 +195,18 @@ def check_memory(model_cfg, train_cfg, what="this training"):
 
 def pe_identity(name, options=None):
     """What determines an encoding's numbers: its name, its options, and, for an encoding defined
-    outside tinype (a user's module or file), a SHA-256 of the file that defines it."""
+    outside tinype (a user's module or file), a SHA-256 of the file that defines it; for a tinype
+    encoding whose numbers changed since its first version (KERPLE's initialisation), that version."""
     from . import positions
     pe = positions.get(name, **(options or {}))
     parts = getattr(pe, "parts", [pe])
     code = {}
+    for part in parts:
+        # a tinype encoding whose numbers changed (a new initialisation, a fixed formula) says so
+        # with numbers_version; only versions past 1 enter the key, so other run keys stay as they were
+        version = getattr(part, "numbers_version", 1)
+        if version != 1:
+            code[f"{part.name} (tinype)"] = f"numbers version {version}"
     for part in parts:
         module = inspect.getmodule(type(part))
         if module is None or module.__name__.split(".")[0] == "tinype":
