@@ -133,8 +133,9 @@ def test_build_info_on_the_numpy_backend():
 
 @compiled
 def test_only_the_tile_functions_use_wide_instructions():
-    # portable by default: outside tp_mm_avx2 / tp_mm_avx512 (and their helpers), the extension
-    # holds no VEX or EVEX instruction (AVX, AVX2, FMA, AVX-512), so it runs on any x86-64
+    # portable by default: outside tp_mm_avx2 / tp_mm_avx512, the decoding rows tp_rowdots_* /
+    # tp_wsum_* (and their helpers), the extension holds no VEX or EVEX instruction (AVX, AVX2, FMA,
+    # AVX-512), so it runs on any x86-64
     import platform
     import re
     import shutil
@@ -153,6 +154,6 @@ def test_only_the_tile_functions_use_wide_instructions():
         parts = line.split("\t")
         if len(parts) >= 2 and re.match(r"v[a-z]", parts[1].strip()):
             wide[fn] = wide.get(fn, 0) + 1
-    tiles = {f for f in wide if re.match(r"tp_(mm|micro|plain)_avx(2|512)", f)}
+    tiles = {f for f in wide if re.match(r"tp_(mm|micro|plain|rowdots|wsum|hsum)_avx(2|512)", f)}
     assert tiles, "the AVX2 / AVX-512 tile functions are missing"
     assert set(wide) == tiles, f"wide instructions outside the tile functions: {sorted(set(wide) - tiles)}"
