@@ -171,6 +171,21 @@ def build_parser():
                           "(pip install 'tinype[dask]'; --out must be a folder the workers share)")
     lab.add_argument("--recompute", action="store_true",
                      help="discard trainings in --out that were made with other settings, and redo them")
+    lab.add_argument("--extend", type=_int_at_least(2), metavar="F", default=None,
+                     help="after the trainings, fine-tune rope (directly, and with PI, NTK, YaRN at factor F) and "
+                          "alibi at F x T_train, and evaluate the snapshots (extend.csv, extend_ppl.png)")
+    lab.add_argument("--finetune-steps", default=None,
+                     help="fine-tuning step counts to keep and evaluate (default 0,25,50,100,200)")
+    lab.add_argument("--finetune-lr", type=_positive_float, default=None,
+                     help="fine-tuning peak lr as a fraction of the preset's (default 0.3)")
+    lab.add_argument("--finetune-batch", type=_positive_int, default=None,
+                     help="fine-tuning batch in windows of F x T_train (default: the preset's batch / F)")
+    lab.add_argument("--extend-lengths", default=None,
+                     help="extension evaluation lengths as multiples of T_train (default 1,F,2F)")
+    lab.add_argument("--extend-methods", default=None,
+                     help="comma-separated from rope, rope_pi, rope_ntk, rope_yarn, alibi (default all)")
+    lab.add_argument("--passkey-examples", type=_positive_int, default=None,
+                     help="extension passkey examples per key depth (default 8)")
     lab.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("info", help="backend and available positional encodings")
@@ -301,10 +316,29 @@ def cmd_lab(args):
     mults = _int_list(args.lengths, "--lengths")
     if 0 in mults:
         raise InvalidValue("--lengths are multiples of T_train and must be >= 1")
+    ext_flags = [f for f, v in (("--finetune-steps", args.finetune_steps), ("--finetune-lr", args.finetune_lr),
+                                ("--finetune-batch", args.finetune_batch), ("--extend-lengths", args.extend_lengths),
+                                ("--extend-methods", args.extend_methods),
+                                ("--passkey-examples", args.passkey_examples)) if v is not None]
+    if ext_flags and args.extend is None:
+        raise InvalidValue(f"{', '.join(ext_flags)} only apply with --extend F (the extension by fine-tuning)")
+    ext = {}
+    if args.extend is not None:
+        ext["extend"] = args.extend
+        if args.finetune_steps is not None:
+            ext["finetune_steps"] = _int_list(args.finetune_steps, "--finetune-steps")
+        if args.extend_lengths is not None:
+            ext["extend_mults"] = _int_list(args.extend_lengths, "--extend-lengths")
+            if 0 in ext["extend_mults"]:
+                raise InvalidValue("--extend-lengths are multiples of T_train and must be >= 1")
+        if args.extend_methods is not None:
+            ext["extend_methods"] = [m.strip().lower() for m in args.extend_methods.split(",") if m.strip()]
+        ext.update({k: v for k, v in (("finetune_lr", args.finetune_lr), ("finetune_batch", args.finetune_batch),
+                                      ("passkey_examples", args.passkey_examples)) if v is not None})
     cfg = LabConfig(preset=args.preset, pes=pes, seeds=_int_list(args.seeds, "--seeds"), mults=mults,
                     out=args.out, steps=args.steps, max_windows=args.max_windows, stride=args.stride,
                     jobs=args.jobs, dask=args.dask, tasks=tasks, task_steps=args.task_steps,
-                    task_examples=args.task_examples, recompute=args.recompute)
+                    task_examples=args.task_examples, recompute=args.recompute, **ext)
     pes = cfg.pes
     corpus = Corpus.from_file(args.text) if args.text is not None else Corpus.default()
     print(f"tinype lab: {len(pes)} encodings x {len(cfg.seeds)} seeds, preset {args.preset}, "
@@ -313,7 +347,8 @@ def cmd_lab(args):
     results, summary = run_lab(cfg, progress=not args.no_progress, corpus=corpus)
     print()
     print(summary)
-    figures = [f for f in ("ppl_vs_length.png", "position_loss.png", "task_accuracy.png", "passkey_heatmap.png")
+    figures = [f for f in ("ppl_vs_length.png", "position_loss.png", "task_accuracy.png", "passkey_heatmap.png",
+                           "extend_ppl.png")
                if os.path.exists(os.path.join(args.out, f))]
     print(f"tables: {os.path.join(args.out, 'summary.md')}; figures in {args.out}: {', '.join(figures)}")
     return 0
