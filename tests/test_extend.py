@@ -141,3 +141,21 @@ def test_cli_extension_flags(tmp_path, capsys):
     rc = main(["lab", "--pe", "nope", "--steps", "2", "--extend", "2", "--out", str(tmp_path / "y"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 1 and "add rope" in err and err.count("\n") == 1
+
+
+def test_passkey_models_are_extended_too_when_the_lab_trains_them(tmp_path, corpus):
+    out = str(tmp_path / "t")
+    results, summary = run_lab(config(out, pes=["rope"], tasks=["passkey"], task_steps=2, task_examples=1,
+                                      finetune_steps=[0, 1], extend_methods=["rope_pi"]),
+                               progress=False, log=lambda *_: None, corpus=corpus)
+    ext = results["extend"]
+    assert [(r["method"], r["step"]) for r in ext["task_records"]] == [("rope_pi", 0), ("rope_pi", 1)]
+    assert sorted(ext["task_records"][0]["accuracy"]) == ["129", "257", "65"]        # 1, F, 2F x T_train + 1
+    model, meta = load_model(snapshot_path(os.path.join(out, "extend", "F2", "passkey", "rope_pi-s0"), 0))
+    src, _ = load_model(os.path.join(out, "tasks", "passkey", "rope-s0", "ckpt.npz"))
+    for k, v in src.parameters().items():
+        np.testing.assert_array_equal(model.parameters()[k], v, err_msg=k)
+    assert meta["corpus"] == "task:passkey" and meta["finetune"]["context"] == 128
+    rows = list(csv.DictReader(open(os.path.join(out, "extend.csv"))))
+    assert {r["L"] for r in rows if r["protocol"] == "passkey_task"} == {"64", "128", "256"}
+    assert "Passkey models (the lab's --tasks passkey trainings) fine-tuned" in summary

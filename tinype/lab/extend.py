@@ -39,6 +39,12 @@ exact match mostly measures whether it copies the digits anyway; the NLL, agains
 guess among digits, says how much the key's earlier occurrence informs it -- the likelihood form of
 passkey, as the lab's task tests grade answers by exact match).
 
+With the passkey task in the lab (--tasks passkey: the lab's own passkey protocol, models trained on
+passkey examples that fit T_train), each method also fine-tunes that passkey model the same way on
+passkey examples of up to F x T_train + 1 bytes (train-on-passkey-then-extend), into
+extend/F<F>/passkey/, and grades exact match at 1, F, 2F x T_train at every snapshot, with the
+lab's task_examples per depth (extend.csv protocol passkey_task, a table in summary.md).
+
 Identity and reuse: a fine-tune's run key holds the source training's key and the sha256 of its
 checkpoint file, the method, F, the context, the model and training configurations, the snapshot
 list and the corpus; it is written to key.json in the run folder at the start. A folder holding
@@ -115,40 +121,51 @@ def check(cfg, corpus, T):
                        f"the training split of {corpus.name} ({len(corpus.train):,} bytes)")
 
 
-def plan(cfg, model_cfg, train_cfg, corpus, train_keys, seeds, log):
-    """(fine-tune jobs to run, every fine-tune's description, conflicts) for the methods that run."""
+def plan(cfg, model_cfg, train_cfg, corpus, train_keys, seeds, log, task_cfgs=None):
+    """(fine-tune jobs to run, every fine-tune's description, conflicts) for the methods that run.
+
+    With the passkey task in the lab (--tasks passkey), each method's passkey model is fine-tuned too,
+    on passkey examples up to F x T_train (train-on-passkey-then-extend), into extend/F<F>/passkey/."""
+    from ..tasks import TaskSet
     trained = {name for (task, name, _seed) in train_keys if task is None}
     run, skipped = methods(cfg, trained)
     for m in skipped:
         log(f"lab: extend: {m} skipped: it fine-tunes the {METHODS[m][0]} training, which --pe does not include")
     T = model_cfg.T_train
     folder = os.path.join(cfg.out, "extend", f"F{cfg.extend}")
+    sources = [(None, corpus, train_cfg, os.path.join(cfg.out, "train"), folder)]
+    if "passkey" in cfg.tasks and task_cfgs:
+        sources.append(("passkey", TaskSet("passkey"), task_cfgs["passkey"],
+                        os.path.join(cfg.out, "tasks", "passkey"), os.path.join(folder, "passkey")))
     runs, jobs, conflicts = [], [], []
-    for method in run:
+    for (task, source_data, source_cfg, trained_in, ft_folder), method in ((src, m) for src in sources for m in run):
         base = METHODS[method][0]
-        mcfg, tcfg, context = finetune_configs(cfg, model_cfg, train_cfg, method)
+        mcfg, tcfg, context = finetune_configs(cfg, model_cfg, source_cfg, method)
         for seed in seeds:
-            tkey = train_keys[None, base, seed]
-            source = os.path.join(cfg.out, "train", folder_name(base, seed), CKPT_NAME)
+            tkey = train_keys[task, base, seed]
+            source = os.path.join(trained_in, folder_name(base, seed), CKPT_NAME)
             scfg = replace(tcfg, seed=seed)
             fields = {"kind": "finetune", "format": RESULT_FORMAT, "method": method, "factor": cfg.extend,
                       "context": context, "source_key": tkey["key"], "source_sha256": file_sha256(source),
                       "model": mcfg.to_dict(), "train": scfg.to_dict(), "snapshots": list(cfg.finetune_steps),
-                      "corpus_sha256": corpus.sha256, "T_train": T}
+                      "corpus_sha256": source_data.sha256, "T_train": T}
+            if task is not None:
+                fields["task"] = task
             key = {"key": run_key(fields), "fields": fields}
-            run_dir = os.path.join(folder, f"{method}-s{seed}")
+            run_dir = os.path.join(ft_folder, f"{method}-s{seed}")
             state, diffs = finetune_state(run_dir, key, cfg.finetune_steps)
-            desc = {"method": method, "seed": seed, "run_dir": run_dir, "key": key}
+            desc = {"method": method, "seed": seed, "run_dir": run_dir, "key": key, "task": task}
             runs.append(desc)
             if state == "other":
                 conflicts.append((run_dir, diffs))
                 if not cfg.recompute:
                     continue
+            what = f"{task + ' ' if task else ''}{method} seed {seed}"
             if state == "finished":
-                log(f"lab: extend: {method} seed {seed}: fine-tuned already, skipped")
+                log(f"lab: extend: {what}: fine-tuned already, skipped")
                 continue
-            jobs.append({"label": f"extend {method} seed {seed}", "model_cfg": mcfg, "train_cfg": scfg,
-                         "source": corpus, "init_from": source, "source_key": tkey, "context": context,
+            jobs.append({"label": f"extend {what}", "model_cfg": mcfg, "train_cfg": scfg,
+                         "source": source_data, "init_from": source, "source_key": tkey, "context": context,
                          "snapshots": list(cfg.finetune_steps), "run_dir": run_dir, "key": key,
                          "progress": False})
     return jobs, runs, conflicts
@@ -206,6 +223,22 @@ def eval_plan(cfg, runs, corpus, val_sha, T, log):
     found, jobs = [], []
     for run in runs:
         for step in cfg.finetune_steps:
+            if run["task"] == "passkey":
+                fields = {"kind": "finetune_task_eval", "format": RESULT_FORMAT, "finetune_key": run["key"]["key"],
+                          "step": step, "task": "passkey", "sizes": [L + 1 for L in lengths(cfg, T)],
+                          "depths": list(task.depths), "examples": cfg.task_examples, "eval_seed": TASK_EVAL_SEED}
+                key = run_key(fields)
+                path = os.path.join(os.path.dirname(run["run_dir"]), "eval",
+                                    f"{run['method']}-s{run['seed']}-step{step:06d}.json")
+                if os.path.exists(path):
+                    rec, why = read_record(path, key, fields)
+                    if rec is not None:
+                        found.append(rec)
+                        continue
+                jobs.append({"method": run["method"], "seed": run["seed"], "step": step, "fields": fields,
+                             "key": key, "path": path, "T": T, "snapshot": snapshot_path(run["run_dir"], step),
+                             "finetune": run["key"]})
+                continue
             fields = {"kind": "finetune_eval", "format": RESULT_FORMAT, "finetune_key": run["key"]["key"],
                       "step": step, "lengths": lengths(cfg, T), "protocols": ["beyond", "nonoverlap"],
                       "max_windows": cfg.max_windows, "eval_batch": cfg.eval_batch, "val_sha256": val_sha,
@@ -237,10 +270,8 @@ def passkey_examples(size, n, depths=DEPTHS):
     return out
 
 
-def eval_job(job):
-    """Evaluate one snapshot: nonoverlap/beyond NLL at every length, passkey at F x T_train."""
-    cfg, T = job["fields"], job["T"]
-    expected = job["finetune"]["fields"]
+def _load_snapshot(job):
+    cfg, expected = job["fields"], job["finetune"]["fields"]
 
     def same_run(meta):          # the snapshot belongs to the fine-tune with the key asked for
         want = {"step": cfg["step"], "model_config": expected["model"], "train_config": expected["train"]}
@@ -249,7 +280,35 @@ def eval_job(job):
             raise LabError(f"{job['snapshot']} is not the step-{cfg['step']} snapshot of the fine-tune asked for: "
                            + "; ".join(key_differences(got, want)))
 
-    model, _ = load_model(job["snapshot"], trust_code=True, check=same_run)
+    return load_model(job["snapshot"], trust_code=True, check=same_run)[0]
+
+
+def task_eval_job(job):
+    """A fine-tuned passkey model's exact-match accuracy at every size and depth."""
+    cfg = job["fields"]
+    model = _load_snapshot(job)
+    t1 = time.time()
+    acc = {}
+    for size in cfg["sizes"]:
+        try:
+            model.pe.check_length(size - 1)
+        except ValueError:
+            acc[str(size)] = None
+            continue
+        acc[str(size)] = {str(d): task_accuracy(model, ex)
+                          for d, ex in passkey_examples(size, cfg["examples"], cfg["depths"]).items()}
+    rec = {"method": job["method"], "seed": job["seed"], "step": cfg["step"], "task": "passkey", "key": job["key"],
+           "key_fields": cfg, "accuracy": acc, "eval_seconds": time.time() - t1}
+    write_json(job["path"], rec)
+    return rec
+
+
+def eval_job(job):
+    """Evaluate one snapshot: nonoverlap/beyond NLL at every length, passkey at F x T_train."""
+    if job["fields"]["kind"] == "finetune_task_eval":
+        return task_eval_job(job)
+    cfg, T = job["fields"], job["T"]
+    model = _load_snapshot(job)
     t1 = time.time()
     rows = {}
     for L in cfg["lengths"]:
@@ -275,6 +334,23 @@ def eval_job(job):
 
 # tables -------------------------------------------------------------------------------------------
 
+def task_csv_rows(task_records):
+    """extend.csv rows of the fine-tuned passkey models: protocol 'passkey_task' (exact match averaged
+    over the depths; nll and ppl empty) and 'passkey_task@<depth>', L = the bytes the model reads."""
+    rows = []
+    for r in task_records:
+        for size, cell in r["accuracy"].items():
+            L = int(size) - 1
+            if cell is None:
+                rows.append([r["method"], r["seed"], r["step"], L, "passkey_task", None, None, None])
+                continue
+            rows.append([r["method"], r["seed"], r["step"], L, "passkey_task", None, None,
+                         float(np.mean(list(cell.values())))])
+            rows += [[r["method"], r["seed"], r["step"], L, f"passkey_task@{d}", None, None, a]
+                     for d, a in cell.items()]
+    return rows
+
+
 def csv_rows(records):
     """extend.csv: method, seed, finetune_steps, L, protocol, nll, ppl, accuracy (passkey rows: protocol
     'passkey', nll = the key's mean NLL per digit, ppl = its exp, accuracy = greedy exact match, all
@@ -297,7 +373,7 @@ def csv_rows(records):
     return rows
 
 
-def write_csv(path, records):
+def write_csv(path, records, task_records=()):
     import csv
     import io
 
@@ -305,7 +381,7 @@ def write_csv(path, records):
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
     w.writerow(["method", "seed", "finetune_steps", "L", "protocol", "nll", "ppl", "accuracy"])
-    for m, seed, step, L, proto, nll, ppl, acc in csv_rows(records):
+    for m, seed, step, L, proto, nll, ppl, acc in csv_rows(records) + task_csv_rows(task_records):
         w.writerow([m, seed, step, L, proto, "" if nll is None else f"{nll:.6f}", "" if ppl is None else f"{ppl:.4f}",
                     "" if acc is None else f"{acc:.4f}"])
     atomic_write_bytes(path, lambda f: f.write(buf.getvalue().encode("utf-8")))
@@ -399,17 +475,34 @@ def summary(ext, lab_table=None):
         lines.append(f"- {method}: " + (f"{hit} (in-distribution {ref:.2f})" if hit is not None else
                                         f"not within {max(ext['finetune_steps'])} steps"
                                         + (f" (in-distribution {ref:.2f})" if ref is not None else "")))
+    if ext.get("task_records"):
+        sizes = sorted({int(k) for r in ext["task_records"] for k in r["accuracy"]})
+        lines += ["", f"Passkey models (the lab's --tasks passkey trainings) fine-tuned the same way on passkey "
+                  f"examples of up to {T * F + 1} bytes: exact-match accuracy (%), averaged over the key depths "
+                  f"and seeds:", "",
+                  "| method | steps | " + " | ".join(f"{n - 1} B" for n in sizes) + " |",
+                  "|---|---|" + "---|" * len(sizes)]
+        cells = {}
+        for r in ext["task_records"]:
+            for size, cell in r["accuracy"].items():
+                cells.setdefault((r["method"], r["step"], int(size)), []).append(
+                    None if cell is None else float(np.mean(list(cell.values()))))
+        for method in ext["methods"]:
+            for step in ext["finetune_steps"]:
+                vals = [cells.get((method, step, n)) for n in sizes]
+                lines.append(f"| {method} | {step} | " + " | ".join(
+                    "n/a" if not v or any(x is None for x in v) else f"{100 * np.mean(v):.0f}" for v in vals) + " |")
     lines += ["", f"Fine-tuning wall time in this invocation: {ext['finetune_seconds']:.0f} s; evaluation "
               f"{ext['eval_seconds']:.0f} s (finished work found on disk is not redone).", ""]
     return "\n".join(lines)
 
 
-def run_extension(cfg, model_cfg, train_cfg, corpus, train_keys, executor, run, log, val_sha):
+def run_extension(cfg, model_cfg, train_cfg, corpus, train_keys, executor, run, log, val_sha, task_cfgs=None):
     """The whole extension phase (run_lab calls it after its trainings and evaluations); returns the
     extension's results dict (results.json["extend"]). run: run_lab's _run(executor, fn, jobs, desc)."""
     import shutil
     T = model_cfg.T_train
-    jobs, runs, conflicts = plan(cfg, model_cfg, train_cfg, corpus, train_keys, cfg.seeds, log)
+    jobs, runs, conflicts = plan(cfg, model_cfg, train_cfg, corpus, train_keys, cfg.seeds, log, task_cfgs)
     if conflicts and not cfg.recompute:
         lines = [f"  {d}: " + "; ".join(diffs) for d, diffs in conflicts]
         raise LabError(f"{cfg.out} holds {len(conflicts)} fine-tune(s) made with other settings than asked:\n"
@@ -426,8 +519,10 @@ def run_extension(cfg, model_cfg, train_cfg, corpus, train_keys, executor, run, 
     records = list(found)
     for rec in run(executor, eval_job, eval_jobs, "lab: evaluating fine-tunes"):
         records.append(rec)
-        log(f"lab: extend: evaluated {rec['method']} seed {rec['seed']} step {rec['step']} "
-            f"in {rec['eval_seconds']:.0f} s")
+        log(f"lab: extend: evaluated {rec.get('task', '') + ' ' if rec.get('task') else ''}{rec['method']} "
+            f"seed {rec['seed']} step {rec['step']} in {rec['eval_seconds']:.0f} s")
+    task_records = sorted((r for r in records if r.get("task")), key=lambda r: (r["method"], r["seed"], r["step"]))
+    records = [r for r in records if not r.get("task")]
     methods_run = list(dict.fromkeys(r["method"] for r in runs))
     schedule = finetune_configs(cfg, model_cfg, train_cfg, methods_run[0])[1].to_dict()
     return {"factor": cfg.extend, "T_train": T, "context": T * cfg.extend, "lengths": lengths(cfg, T),
@@ -435,5 +530,7 @@ def run_extension(cfg, model_cfg, train_cfg, corpus, train_keys, executor, run, 
             "skipped": [m for m in cfg.extend_methods if m not in methods_run], "seeds": list(cfg.seeds),
             "schedule": schedule, "lr_fraction": cfg.finetune_lr, "passkey_examples": cfg.passkey_examples,
             "records": sorted(records, key=lambda r: (r["method"], r["seed"], r["step"])),
+            "task_records": task_records,
             "finetune_seconds": t1 - t0, "eval_seconds": time.time() - t1,
-            "keys": {f"{r['method']}-s{r['seed']}": r["key"]["key"] for r in runs}}
+            "keys": {f"{r['task'] + '/' if r['task'] else ''}{r['method']}-s{r['seed']}": r["key"]["key"]
+                     for r in runs}}

@@ -181,7 +181,7 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
         if cfg.extend:
             ext = lab_extend.run_extension(
                 cfg, model_cfg, train_cfg, corpus, train_keys, executor,
-                lambda ex, fn, jobs, desc: _run(ex, fn, jobs, desc, progress, parallel), log, val_sha)
+                lambda ex, fn, jobs, desc: _run(ex, fn, jobs, desc, progress, parallel), log, val_sha, task_cfgs)
 
     results = {"format": RESULT_FORMAT, "config": asdict(cfg), "model": model_cfg.to_dict(),
                "train": train_cfg.to_dict(), "corpus": corpus.name, "corpus_sha256": corpus.sha256, "T_train": T,
@@ -198,7 +198,7 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
     if ext is not None:
         from .results import table
         summary += "\n" + lab_extend.summary(ext, table(results))
-        lab_extend.write_csv(os.path.join(cfg.out, "extend.csv"), ext["records"])
+        lab_extend.write_csv(os.path.join(cfg.out, "extend.csv"), ext["records"], ext["task_records"])
     atomic_write_bytes(os.path.join(cfg.out, "summary.md"), lambda f: f.write(summary.encode("utf-8")))
     from .. import plots  # here: plots imports lab.results, and matplotlib is slow to load
     plots.lab_figures(results, cfg.out)
