@@ -159,3 +159,34 @@ def test_passkey_models_are_extended_too_when_the_lab_trains_them(tmp_path, corp
     rows = list(csv.DictReader(open(os.path.join(out, "extend.csv"))))
     assert {r["L"] for r in rows if r["protocol"] == "passkey_task"} == {"64", "128", "256"}
     assert "Passkey models (the lab's --tasks passkey trainings) fine-tuned" in summary
+
+
+def test_an_interrupted_extension_resumes_to_the_same_weights(ext_run, tmp_path, corpus, monkeypatch):
+    import shutil
+    import sys
+    out, results, _, _ = ext_run
+    mine = str(tmp_path / "cut")
+    shutil.copytree(os.path.join(out, "train"), os.path.join(mine, "train"))      # the same trainings
+    train_module = sys.modules["tinype.train"]
+    real_save = train_module._save
+
+    def save_then_interrupt(path, *a, **kw):
+        real_save(path, *a, **kw)
+        if "rope_pi-s0" in path and path.endswith("step-000002.npz"):
+            raise KeyboardInterrupt                                  # Ctrl-C in the middle of rope_pi
+    monkeypatch.setattr(train_module, "_save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_lab(config(mine), progress=False, log=lambda *_: None, corpus=corpus)
+    monkeypatch.setattr(train_module, "_save", real_save)
+    assert not os.path.exists(os.path.join(mine, "extend.csv"))
+    logs = []
+    run_lab(config(mine), progress=False, log=logs.append, corpus=corpus)
+    assert any("extend: rope seed 0: fine-tuned already" in m for m in logs)       # finished before the cut
+    for method in METHODS:
+        for name in ("ckpt.npz", os.path.join("snapshots", "step-000002.npz")):
+            a, _ = load_model(os.path.join(out, "extend", "F2", f"{method}-s0", name))
+            b, _ = load_model(os.path.join(mine, "extend", "F2", f"{method}-s0", name))
+            for k, v in a.parameters().items():
+                np.testing.assert_array_equal(b.parameters()[k], v, err_msg=f"{method} {name} {k}")
+    rows = list(csv.DictReader(open(os.path.join(mine, "extend.csv"))))
+    assert len([r for r in rows if r["protocol"] == "nonoverlap"]) == 5 * 3 * 3
