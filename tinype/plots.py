@@ -167,7 +167,9 @@ def extend_figure(ext, out, references=None):
             continue
         drawn.add(base)
         ax.axhline(ref, color="gray", linestyle="--" if base == "rope" else ":", linewidth=1)
-        ax.text(0, ref, f" {base} at T_train={T}: {ref:.2f}", va="bottom", color="gray", fontsize=8)
+        ax.axhspan(ref, 1.1 * ref, color="gray", alpha=0.08)          # "within 10%" of it
+        ax.text(max(ext["finetune_steps"]), ref, f"{base} at T_train={T}: {ref:.2f} (band: +10%) ", ha="right",
+                va="top", color="dimgray", fontsize=8)
     ax.set_yscale("log")
     ax.set_xlabel("fine-tuning steps at the new length")
     ax.set_ylabel(f"perplexity at L = {F} x T_train = {L}")
