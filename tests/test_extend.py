@@ -72,6 +72,9 @@ def test_extend_csv_summary_and_figure(ext_run):
     passkey = [r for r in rows if r["protocol"] == "passkey"]
     assert len(passkey) == 5 * 3 and all(r["L"] == "128" and 0 <= float(r["accuracy"]) <= 1 for r in passkey)
     assert all(float(r["nll"]) > 0 for r in passkey)
+    gains = [r for r in rows if r["protocol"] == "passkey_gain"]
+    assert len(gains) == 5 * 3 and all(r["L"] == "128" and r["nll"] != "" for r in gains)
+    assert len({r["nll"] for r in gains}) > 1                       # a measured difference, not a constant
     # at step 0 plain rope is the lab's rope model: the same number as the lab's own table at 1x and 2x
     lab = {(r["pe"], r["lengths"]["128"]["nonoverlap"]) for r in results["records"]}
     rope0 = next(r for r in ppl if r["method"] == "rope" and r["finetune_steps"] == "0" and r["L"] == "128")
@@ -190,3 +193,12 @@ def test_an_interrupted_extension_resumes_to_the_same_weights(ext_run, tmp_path,
                 np.testing.assert_array_equal(b.parameters()[k], v, err_msg=f"{method} {name} {k}")
     rows = list(csv.DictReader(open(os.path.join(mine, "extend.csv"))))
     assert len([r for r in rows if r["protocol"] == "nonoverlap"]) == 5 * 3 * 3
+
+
+def test_the_passkey_contrast_keeps_the_prompt_and_changes_the_key():
+    from tinype.lab.extend import other_keys, passkey_examples
+    ex = passkey_examples(129, 4)[0.5]
+    other = other_keys(ex, 129, 2)
+    assert [p for p, _ in other] == [p for p, _ in ex]
+    assert all(o != k and len(o) == 5 and o.isdigit() for (_, k), (_, o) in zip(ex, other))
+    assert other == other_keys(ex, 129, 2)                           # seeded: the same every time

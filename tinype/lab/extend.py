@@ -33,11 +33,12 @@ and the in-distribution column show both).
 Evaluation of every snapshot: non-overlapping windows (the lab's `nonoverlap`, plus `beyond`) of the
 validation split at L = T_train x extend_mults (default 1, F, 2F), and passkey retrieval at
 F x T_train: tinype.tasks' passkey prompts (filler, "key=NNNNN. " at depth 0, .25, .5, .75, 1,
-"key?") with the lab's test seed, graded by greedy exact match of the 5 digits, and by the key's
-mean NLL per digit (a language model trained on the corpus was never taught to answer "key?", so
-exact match mostly measures whether it copies the digits anyway; the NLL, against ln 10 = 2.30 for a
-guess among digits, says how much the key's earlier occurrence informs it -- the likelihood form of
-passkey, as the lab's task tests grade answers by exact match).
+"key?") with the lab's test seed, graded by greedy exact match of the 5 digits, by the key's mean
+NLL per digit, and by its gain: the NLL per digit of another (seeded) key after the same prompt
+minus the true key's. A language model trained on the corpus was never taught to answer "key?", so
+exact match mostly measures whether it copies the digits anyway, and the NLL mixes "a digit comes
+next" with "this digit"; the gain isolates retrieval (0: the key's earlier occurrence does not
+inform the answer; > 0: it does) -- the likelihood form of passkey.
 
 With the passkey task in the lab (--tasks passkey: the lab's own passkey protocol, models trained on
 passkey examples that fit T_train), each method also fine-tunes that passkey model the same way on
@@ -243,7 +244,7 @@ def eval_plan(cfg, runs, corpus, val_sha, T, log):
                       "step": step, "lengths": lengths(cfg, T), "protocols": ["beyond", "nonoverlap"],
                       "max_windows": cfg.max_windows, "eval_batch": cfg.eval_batch, "val_sha256": val_sha,
                       "passkey": {"size": size, "depths": list(task.depths), "examples": cfg.passkey_examples,
-                                  "seed": TASK_EVAL_SEED}}
+                                  "seed": TASK_EVAL_SEED, "contrast": "other key, seed + [1]"}}
             key = run_key(fields)
             path = os.path.join(os.path.dirname(run["run_dir"]), "eval",
                                 f"{run['method']}-s{run['seed']}-step{step:06d}.json")
@@ -258,6 +259,19 @@ def eval_plan(cfg, runs, corpus, val_sha, T, log):
                          "path": path, "val": corpus.val, "T": T,
                          "snapshot": snapshot_path(run["run_dir"], step), "finetune": run["key"]})
     return found, jobs
+
+
+def other_keys(examples, size, k):
+    """For each (prompt, key): the same prompt with another 5-digit key (seeded, never the true one),
+    the contrast of the likelihood form of passkey."""
+    rng = np.random.default_rng([TASK_EVAL_SEED, size, k, 1])
+    out = []
+    for prompt, key in examples:
+        other = key
+        while other == key:
+            other = "".join(map(str, rng.integers(0, 10, len(key)))).encode()
+        out.append((prompt, other))
+    return out
 
 
 def passkey_examples(size, n, depths=DEPTHS):
@@ -322,9 +336,12 @@ def eval_job(job):
                         "beyond": float(nll[:, T:].mean()) if L > T else None, "tokens": int(nll.size)}
     pk = cfg["passkey"]
     passkey = {}
-    for depth, examples in passkey_examples(pk["size"], pk["examples"], pk["depths"]).items():
+    for k, (depth, examples) in enumerate(passkey_examples(pk["size"], pk["examples"], pk["depths"]).items()):
         x, y = encode_examples(examples)
-        passkey[str(depth)] = {"accuracy": task_accuracy(model, examples), "nll": evaluate_task_nll(model, x, y)["nll"]}
+        xo, yo = encode_examples(other_keys(examples, pk["size"], k))
+        nll = evaluate_task_nll(model, x, y)["nll"]
+        passkey[str(depth)] = {"accuracy": task_accuracy(model, examples), "nll": nll,
+                               "gain": evaluate_task_nll(model, xo, yo)["nll"] - nll}
     rec = {"method": job["method"], "seed": job["seed"], "step": cfg["step"], "key": job["key"],
            "key_fields": job["fields"], "lengths": rows, "passkey": passkey,
            "passkey_L": pk["size"] - 1, "eval_seconds": time.time() - t1}
@@ -354,7 +371,8 @@ def task_csv_rows(task_records):
 def csv_rows(records):
     """extend.csv: method, seed, finetune_steps, L, protocol, nll, ppl, accuracy (passkey rows: protocol
     'passkey', nll = the key's mean NLL per digit, ppl = its exp, accuracy = greedy exact match, all
-    averaged over the depths; 'passkey@<depth>' rows per depth)."""
+    averaged over the depths; 'passkey@<depth>' rows per depth; 'passkey_gain', nll = the NLL per digit
+    of another key in the same prompt minus the true key's: > 0 when the model retrieves the key)."""
     rows = []
     for r in sorted(records, key=lambda r: (r["method"], r["seed"], r["step"])):
         for L, row in r["lengths"].items():
@@ -367,6 +385,8 @@ def csv_rows(records):
         nll = float(np.mean([c["nll"] for c in pk.values()]))
         acc = float(np.mean([c["accuracy"] for c in pk.values()]))
         rows.append([r["method"], r["seed"], r["step"], r["passkey_L"], "passkey", nll, math.exp(nll), acc])
+        gain = float(np.mean([c["gain"] for c in pk.values()]))
+        rows.append([r["method"], r["seed"], r["step"], r["passkey_L"], "passkey_gain", gain, None, None])
         for depth, c in pk.items():
             rows.append([r["method"], r["seed"], r["step"], r["passkey_L"], f"passkey@{depth}", c["nll"],
                          math.exp(c["nll"]), c["accuracy"]])
@@ -388,19 +408,22 @@ def write_csv(path, records, task_records=()):
 
 
 def table(ext):
-    """{method: {step: {"ppl": {L: (mean, std) or None}, "passkey": (acc, key nll)}}} over seeds."""
+    """{method: {step: {"ppl": {L: (mean, std) or None}, "passkey": (acc, key nll, gain)}}} over seeds."""
     out = {}
     for r in ext["records"]:
-        cell = out.setdefault(r["method"], {}).setdefault(r["step"], {"ppl": {}, "acc": [], "nll": []})
+        cell = out.setdefault(r["method"], {}).setdefault(r["step"], {"ppl": {}, "acc": [], "nll": [],
+                                                                         "gain": []})
         for L, row in r["lengths"].items():
             cell["ppl"].setdefault(int(L), []).append(None if row is None else math.exp(row["nonoverlap"]))
         cell["acc"].append(float(np.mean([c["accuracy"] for c in r["passkey"].values()])))
         cell["nll"].append(float(np.mean([c["nll"] for c in r["passkey"].values()])))
+        cell["gain"].append(float(np.mean([c["gain"] for c in r["passkey"].values()])))
     for by_step in out.values():
         for cell in by_step.values():
             cell["ppl"] = {L: None if any(v is None for v in vals) else (float(np.mean(vals)), float(np.std(vals)))
                            for L, vals in cell["ppl"].items()}
-            cell["passkey"] = (float(np.mean(cell.pop("acc"))), float(np.mean(cell.pop("nll"))))
+            cell["passkey"] = (float(np.mean(cell.pop("acc"))), float(np.mean(cell.pop("nll"))),
+                               float(np.mean(cell.pop("gain"))))
     return out
 
 
@@ -452,8 +475,9 @@ def summary(ext, lab_table=None):
              f"{ext['finetune_steps']}: AdamW from a fresh state, peak lr {s['lr']:g} ({ext['lr_fraction']:g} x the "
              f"preset's), warmup {s['warmup']}, cosine to {s['min_lr_ratio']:g} x, no weight decay, batch "
              f"{s['batch_size']} x {T * F} bytes. Perplexity of non-overlapping windows of the validation split; "
-             f"passkey at L={T * F}: greedy exact match (%) / the key's mean NLL per digit (ln 10 = 2.30 is a "
-             f"guess among digits), {ext['passkey_examples']} examples at each of 5 depths."
+             f"passkey at L={T * F}: greedy exact match (%) / the key's mean NLL per digit / its gain (the NLL of "
+             f"another key in the same prompt minus the true key's, nats per digit: > 0 when the key is retrieved), "
+             f"{ext['passkey_examples']} examples at each of 5 depths."
              + (f" Skipped (their base training is not among --pe): {', '.join(ext['skipped'])}."
                 if ext.get("skipped") else ""), "",
              "| method | steps | " + " | ".join(f"L={L} ({L // T}x)" for L in Ls) + f" | passkey@{T * F} |",
@@ -465,8 +489,9 @@ def summary(ext, lab_table=None):
             for L in Ls:
                 v = cell["ppl"].get(L)
                 vals.append("n/a" if v is None else f"{v[0]:.2f}" + (f" ± {v[1]:.2f}" if len(seeds) > 1 else ""))
-            acc, nll = cell["passkey"]
-            lines.append(f"| {method} | {step} | " + " | ".join(vals) + f" | {100 * acc:.0f} / {nll:.2f} |")
+            acc, nll, gain = cell["passkey"]
+            lines.append(f"| {method} | {step} | " + " | ".join(vals)
+                         + f" | {100 * acc:.0f} / {nll:.2f} / {gain:+.2f} |")
     lines += ["", f"Steps to reach within 10% of the in-distribution perplexity (the base model at L={T}) at "
               f"L={T * F}:", ""]
     for method in ext["methods"]:
