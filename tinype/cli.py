@@ -1,6 +1,7 @@
 """The `tinype` command.
 
     tinype train [--preset quick] [--pe learned] [--out runs/quick-learned] [--resume] [--text FILE]
+    tinype train --init-from runs/quick-rope --pe rope_yarn --pe-option factor=4 --context 256 --steps 200
     tinype generate --checkpoint runs/quick-learned/ckpt.npz --prompt "def " [--temperature 0.8]
     tinype lab [--preset quick] [--pe nope,rope,rope_yarn,alibi | all] [--seeds 0,1,2] [--out runs/lab]
                [--tasks passkey,copy,reverse,addition] [--jobs 2 | --dask tcp://host:8786] [--stride 32]
@@ -79,6 +80,28 @@ def _pe_name(text):
     return name
 
 
+def _pe_option(text):
+    """key=value, the value read as a bool (true/false), an int, a float, or else kept as a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected key=value (e.g. factor=4), got {text!r}")
+    raw = raw.strip()
+    if raw.lower() in ("true", "false"):
+        return key, raw.lower() == "true"
+    if raw.lower() in ("none", "null"):
+        return key, None
+    for kind in (int, float):
+        try:
+            value = kind(raw)
+        except ValueError:
+            continue
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{key}: expected a finite number, got {raw!r}")
+        return key, value
+    return key, raw
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tinype", description="Positional encodings and length extrapolation, from scratch.")
@@ -86,17 +109,28 @@ def build_parser():
 
     t = sub.add_parser("train", help="train a byte-level language model (default: quick preset, learned PE)")
     t.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="model and budget (default quick)")
-    t.add_argument("--pe", type=_pe_name, default="learned", help="positional encoding (see `tinype info`)")
+    t.add_argument("--pe", type=_pe_name, default=None,
+                   help="positional encoding (see `tinype info`; default learned, or the --init-from run's)")
+    t.add_argument("--pe-option", type=_pe_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the encoding, e.g. --pe-option factor=4 (repeatable)")
+    t.add_argument("--init-from", metavar="RUN_OR_CKPT", default=None,
+                   help="fine-tune: start from this run folder's (or ckpt.npz's) weights, with a fresh optimizer "
+                        "and schedule; --context, --pe, --pe-option, --steps, --lr, --batch-size may change")
+    t.add_argument("--trust-code", action="store_true",
+                   help="allow an --init-from checkpoint whose encoding is defined in a file of yours to import it")
     t.add_argument("--out", default=None, help="run folder (default runs/<preset>-<pe>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--text", default=None, help="train on this UTF-8 text file instead of the bundled corpus")
     t.add_argument("--n-layer", type=_positive_int, help="override the preset's number of layers")
     t.add_argument("--d-model", type=_positive_int, help="override the preset's model width")
     t.add_argument("--n-head", type=_positive_int, help="override the preset's number of heads")
-    t.add_argument("--context", type=_positive_int, help="override the preset's training context T_train")
+    t.add_argument("--context", type=_positive_int,
+                   help="override the preset's training context T_train (with --init-from: the fine-tuning "
+                        "window; T_train stays the source's)")
     t.add_argument("--steps", type=_positive_int, help="override the preset's number of steps")
     t.add_argument("--lr", type=_positive_float, help="override the preset's peak learning rate")
     t.add_argument("--batch-size", type=_positive_int, help="override the preset's batch size")
+    t.add_argument("--warmup", type=_nonneg_int, help="warmup steps (default: the preset's, at most steps/10)")
     t.add_argument("--seed", type=_nonneg_int, default=0, help="seed for init and batches (default 0)")
     t.add_argument("--eval-every", type=_nonneg_int, help="validation every N steps (0: only at the end)")
     t.add_argument("--ckpt-every", type=_nonneg_int, help="checkpoint every N steps (0: only at the end)")
@@ -137,10 +171,62 @@ def build_parser():
                           "(pip install 'tinype[dask]'; --out must be a folder the workers share)")
     lab.add_argument("--recompute", action="store_true",
                      help="discard trainings in --out that were made with other settings, and redo them")
+    lab.add_argument("--extend", type=_int_at_least(2), metavar="F", default=None,
+                     help="after the trainings, fine-tune rope (directly, and with PI, NTK, YaRN at factor F) and "
+                          "alibi at F x T_train, and evaluate the snapshots (extend.csv, extend_ppl.png)")
+    lab.add_argument("--finetune-steps", default=None,
+                     help="fine-tuning step counts to keep and evaluate (default 0,25,50,100,200)")
+    lab.add_argument("--finetune-lr", type=_positive_float, default=None,
+                     help="fine-tuning peak lr as a fraction of the preset's (default 0.3)")
+    lab.add_argument("--finetune-batch", type=_positive_int, default=None,
+                     help="fine-tuning batch in windows of F x T_train (default: the preset's batch / F)")
+    lab.add_argument("--extend-lengths", default=None,
+                     help="extension evaluation lengths as multiples of T_train (default 1,F,2F)")
+    lab.add_argument("--extend-methods", default=None,
+                     help="comma-separated from rope, rope_pi, rope_ntk, rope_yarn, alibi (default all)")
+    lab.add_argument("--passkey-examples", type=_positive_int, default=None,
+                     help="extension passkey examples per key depth (default 8)")
     lab.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("info", help="backend and available positional encodings")
     return parser
+
+
+def _finetune_configs(args, overrides):
+    """(ModelConfig, TrainConfig) of `tinype train --init-from`: the source's, with what was asked changed.
+
+    The model: the source's configuration, with --pe / --pe-option (options merge into the source's
+    when the encoding stays, replace them when it changes) and any shape flag (refused later by
+    train if it differs). The budget: the source's training settings with --steps, --lr,
+    --batch-size, --warmup, --seed, --eval-every, --ckpt-every; warmup at most steps/10."""
+    from dataclasses import replace
+
+    from .checkpoint import load_checkpoint
+    from .config import ModelConfig, TrainConfig
+    from .errors import InvalidFile
+    from .train import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(args.init_from)
+    _, meta = load_checkpoint(ckpt)
+    src_model, src_train = meta.get("model_config"), meta.get("train_config")
+    if not isinstance(src_model, dict) or not isinstance(src_train, dict):
+        raise InvalidFile(f"{ckpt} has no model or training configuration in its metadata: not a tinype run")
+    if ":" in str(src_model.get("pe")) and not args.trust_code:
+        raise InvalidFile(f"{ckpt} uses the encoding {src_model.get('pe')!r}, defined outside tinype: building it "
+                          f"would import and run that file's code; pass --trust-code if you trust both")
+    model = dict(src_model)
+    options = dict(args.pe_option)
+    if args.pe is not None and args.pe != src_model.get("pe"):
+        model["pe"], model["pe_options"] = args.pe, options
+    else:
+        model["pe_options"] = {**(src_model.get("pe_options") or {}), **options}
+    model.update({k: v for k, v in (("n_layer", args.n_layer), ("d_model", args.d_model),
+                                    ("n_head", args.n_head)) if v is not None})
+    model_cfg = ModelConfig.from_dict(model)                   # an unknown option fails here, by name
+    train_cfg = replace(TrainConfig.from_dict(src_train), **overrides)
+    if args.warmup is None:
+        train_cfg = replace(train_cfg, warmup=min(train_cfg.warmup, train_cfg.steps // 10))
+    return model_cfg, train_cfg
 
 
 def cmd_train(args):
@@ -150,25 +236,38 @@ def cmd_train(args):
     from .lab.results import folder_name
     from .train import train
 
-    shape = {k: v for k, v in (("n_layer", args.n_layer), ("d_model", args.d_model), ("n_head", args.n_head),
-                               ("T_train", args.context)) if v is not None}
-    model_cfg, train_cfg = preset(args.preset, pe=args.pe, **shape)       # impossible shapes fail here
     overrides = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("batch_size", args.batch_size),
                                    ("seed", args.seed), ("eval_every", args.eval_every),
-                                   ("ckpt_every", args.ckpt_every)) if v is not None}
-    train_cfg = replace(train_cfg, **overrides)
-    if train_cfg.warmup >= train_cfg.steps:
-        train_cfg = replace(train_cfg, warmup=max(0, train_cfg.steps // 10))
+                                   ("ckpt_every", args.ckpt_every), ("warmup", args.warmup)) if v is not None}
+    if args.init_from is not None:
+        model_cfg, train_cfg = _finetune_configs(args, overrides)
+        context = args.context
+    else:
+        shape = {k: v for k, v in (("n_layer", args.n_layer), ("d_model", args.d_model), ("n_head", args.n_head),
+                                   ("T_train", args.context)) if v is not None}
+        model_cfg, train_cfg = preset(args.preset, pe=args.pe or "learned", pe_options=dict(args.pe_option),
+                                      **shape)                 # impossible shapes and unknown options fail here
+        train_cfg = replace(train_cfg, **overrides)
+        if args.warmup is None and train_cfg.warmup >= train_cfg.steps:
+            train_cfg = replace(train_cfg, warmup=max(0, train_cfg.steps // 10))
+        context = None
+    if train_cfg.warmup > train_cfg.steps:
+        raise InvalidValue(f"--warmup {train_cfg.warmup} is longer than the run ({train_cfg.steps} steps)")
     corpus = Corpus.from_file(args.text) if args.text is not None else Corpus.default()
     # a module-path encoding ("dir/file.py:MyPE") must not make the default folder a path of its own
+    slug = folder_name(model_cfg.pe, 0).removesuffix('-s0')
     out = args.out if args.out is not None else os.path.join(
-        "runs", f"{args.preset}-{folder_name(args.pe, 0).removesuffix('-s0')}")
-    print(f"tinype train: preset {args.preset}, pe {args.pe}, corpus {corpus.name} "
-          f"({len(corpus.train):,} train / {len(corpus.val):,} validation bytes), backend {kernels.BACKEND}, "
-          f"run folder {out}")
-    result = train(model_cfg, train_cfg, corpus, out=out, resume=args.resume, progress=not args.no_progress)
+        "runs", f"{args.preset}-{slug}" if args.init_from is None else
+        f"finetune-{slug}-c{context or model_cfg.T_train}")
+    what = f"fine-tune of {args.init_from}" if args.init_from is not None else f"preset {args.preset}"
+    print(f"tinype train: {what}, pe {model_cfg.pe}{' ' + str(model_cfg.pe_options) if model_cfg.pe_options else ''}, "
+          f"corpus {corpus.name} ({len(corpus.train):,} train / {len(corpus.val):,} validation bytes), "
+          f"backend {kernels.BACKEND}, run folder {out}")
+    result = train(model_cfg, train_cfg, corpus, out=out, resume=args.resume, progress=not args.no_progress,
+                   init_from=args.init_from, context=context, trust_code=args.trust_code)
     v = result.val
-    print(f"validation at T={model_cfg.T_train}: {v['nll']:.4f} nats/byte, perplexity {v['ppl']:.3f} "
+    T = result.finetune["context"] if result.finetune else model_cfg.T_train
+    print(f"validation at T={T}: {v['nll']:.4f} nats/byte, perplexity {v['ppl']:.3f} "
           f"({v['windows']} windows); {result.tokens_per_sec:,.0f} training tokens/s")
     print(f"checkpoint: {os.path.join(out, 'ckpt.npz')}   try: tinype generate --checkpoint "
           f"{os.path.join(out, 'ckpt.npz')} --prompt 'The '")
@@ -217,10 +316,29 @@ def cmd_lab(args):
     mults = _int_list(args.lengths, "--lengths")
     if 0 in mults:
         raise InvalidValue("--lengths are multiples of T_train and must be >= 1")
+    ext_flags = [f for f, v in (("--finetune-steps", args.finetune_steps), ("--finetune-lr", args.finetune_lr),
+                                ("--finetune-batch", args.finetune_batch), ("--extend-lengths", args.extend_lengths),
+                                ("--extend-methods", args.extend_methods),
+                                ("--passkey-examples", args.passkey_examples)) if v is not None]
+    if ext_flags and args.extend is None:
+        raise InvalidValue(f"{', '.join(ext_flags)} only apply with --extend F (the extension by fine-tuning)")
+    ext = {}
+    if args.extend is not None:
+        ext["extend"] = args.extend
+        if args.finetune_steps is not None:
+            ext["finetune_steps"] = _int_list(args.finetune_steps, "--finetune-steps")
+        if args.extend_lengths is not None:
+            ext["extend_mults"] = _int_list(args.extend_lengths, "--extend-lengths")
+            if 0 in ext["extend_mults"]:
+                raise InvalidValue("--extend-lengths are multiples of T_train and must be >= 1")
+        if args.extend_methods is not None:
+            ext["extend_methods"] = [m.strip().lower() for m in args.extend_methods.split(",") if m.strip()]
+        ext.update({k: v for k, v in (("finetune_lr", args.finetune_lr), ("finetune_batch", args.finetune_batch),
+                                      ("passkey_examples", args.passkey_examples)) if v is not None})
     cfg = LabConfig(preset=args.preset, pes=pes, seeds=_int_list(args.seeds, "--seeds"), mults=mults,
                     out=args.out, steps=args.steps, max_windows=args.max_windows, stride=args.stride,
                     jobs=args.jobs, dask=args.dask, tasks=tasks, task_steps=args.task_steps,
-                    task_examples=args.task_examples, recompute=args.recompute)
+                    task_examples=args.task_examples, recompute=args.recompute, **ext)
     pes = cfg.pes
     corpus = Corpus.from_file(args.text) if args.text is not None else Corpus.default()
     print(f"tinype lab: {len(pes)} encodings x {len(cfg.seeds)} seeds, preset {args.preset}, "
@@ -229,7 +347,8 @@ def cmd_lab(args):
     results, summary = run_lab(cfg, progress=not args.no_progress, corpus=corpus)
     print()
     print(summary)
-    figures = [f for f in ("ppl_vs_length.png", "position_loss.png", "task_accuracy.png", "passkey_heatmap.png")
+    figures = [f for f in ("ppl_vs_length.png", "position_loss.png", "task_accuracy.png", "passkey_heatmap.png",
+                           "extend_ppl.png")
                if os.path.exists(os.path.join(args.out, f))]
     print(f"tables: {os.path.join(args.out, 'summary.md')}; figures in {args.out}: {', '.join(figures)}")
     return 0

@@ -139,3 +139,44 @@ def task_figures(results, out):
         plt.close(fig)
         written.append(path)
     return written
+
+
+def extend_figure(ext, out, references=None):
+    """extend_ppl.png: perplexity at F x T_train against fine-tuning steps, one line per method, with
+    each base model's in-distribution perplexity (at T_train) as a dashed reference line."""
+    from .lab.extend import table as extend_table
+    plt = _pyplot()
+    T, F = ext["T_train"], ext["factor"]
+    L = T * F
+    tab = extend_table(ext)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in ext["methods"]:
+        by_step = tab.get(method, {})
+        steps = [s for s in sorted(by_step) if by_step[s]["ppl"].get(L) is not None]
+        if not steps:
+            continue
+        mean = np.array([by_step[s]["ppl"][L][0] for s in steps])
+        std = np.array([by_step[s]["ppl"][L][1] for s in steps])
+        line, = ax.plot(steps, mean, marker="o", label=method)
+        ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    drawn = set()
+    for method, ref in sorted((references or {}).items()):
+        from .lab.extend import METHODS
+        base = METHODS[method][0]
+        if ref is None or base in drawn:
+            continue
+        drawn.add(base)
+        ax.axhline(ref, color="gray", linestyle="--" if base == "rope" else ":", linewidth=1)
+        ax.axhspan(ref, 1.1 * ref, color="gray", alpha=0.08)          # "within 10%" of it
+        ax.text(max(ext["finetune_steps"]), ref, f"{base} at T_train={T}: {ref:.2f} (band: +10%) ", ha="right",
+                va="top", color="dimgray", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("fine-tuning steps at the new length")
+    ax.set_ylabel(f"perplexity at L = {F} x T_train = {L}")
+    ax.set_title(f"context extension by fine-tuning, {F}x")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out, "extend_ppl.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -5,6 +5,15 @@ resumed from the checkpoint of step S sees exactly the batches an uninterrupted 
 ends at the same weights.
 
 Run folder (out):  ckpt.npz (params, optimizer state, step, history), config.json, metrics.json.
+
+Fine-tuning (init_from=a run folder or a ckpt.npz): the model starts from that checkpoint's weights
+with a fresh AdamW state and a fresh warmup + cosine schedule over train_cfg.steps, and may train
+at another window (context=) with another encoding scaling (model_cfg.pe / pe_options, e.g. rope ->
+rope_yarn with factor=4), provided no weight changes shape. model_cfg.T_train stays the length the
+source was trained at: it is what the scalings extend from (YaRN's original_max_position_embeddings)
+and a learned table's size. The run records its origin (path, sha256 of the file, step, encoding)
+in its checkpoint, config.json and metrics.json under "finetune". snapshots=(0, 25, ...) keeps the
+weights at those step counts in out/snapshots/step-000025.npz (0: before the first step).
 """
 import math
 import os
@@ -24,7 +33,7 @@ from .checkpoint import (  # noqa: F401 (re-exported)
 )
 from .config import RESULT_FORMAT, ModelConfig, TrainConfig, check_memory, pe_identity
 from .data import Corpus
-from .errors import FolderInUse, InvalidValue, ensure_writable_folder
+from .errors import FolderInUse, InvalidValue, MissingFile, ensure_writable_folder
 from .evaluate import evaluate_lm, evaluate_task_nll
 from .model import Transformer
 from .optim import AdamW, clip_grad_norm, lr_at
@@ -42,18 +51,112 @@ class TrainResult:
     tokens_per_sec: float = 0.0
     out: str = None
     resumed_from: int = 0
+    finetune: dict = None                          # where a fine-tune started from (None: from scratch)
 
 
-def _save(path, model, opt, step, model_cfg, train_cfg, corpus, history):
+def _save(path, model, opt, step, model_cfg, train_cfg, corpus, history, finetune=None):
     arrays = {f"param/{k}": v for k, v in model.parameters().items()}
+    meta = {"step": step, "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
+            "corpus": corpus.name, "corpus_sha256": corpus.sha256, "result_format": RESULT_FORMAT,
+            "pe_code": pe_identity(model_cfg.pe, model_cfg.pe_options)["pe_code"]}
+    if finetune is not None:                 # plain runs keep exactly the metadata they always had
+        meta["finetune"] = finetune
+    if opt is None:                          # a snapshot: the weights only (load_model reads it)
+        save_checkpoint(path, arrays, meta)
+        return
     opt_arrays, opt_meta = opt.state_dict()
     arrays.update(opt_arrays)
-    save_checkpoint(path, arrays, {
-        "step": step, "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
-        "corpus": corpus.name, "corpus_sha256": corpus.sha256, "optimizer": opt_meta,
-        "history": history, "result_format": RESULT_FORMAT,
-        "pe_code": pe_identity(model_cfg.pe, model_cfg.pe_options)["pe_code"],
-    })
+    save_checkpoint(path, arrays, dict(meta, optimizer=opt_meta, history=history))
+
+
+SNAPSHOTS = "snapshots"
+
+
+def snapshot_path(out, step):
+    """Where train(..., snapshots=[..., step, ...]) keeps the weights after `step` steps."""
+    return os.path.join(out, SNAPSHOTS, f"step-{int(step):06d}.npz")
+
+
+def file_sha256(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_checkpoint(path):
+    """A run folder (its ckpt.npz) or a checkpoint file -> the checkpoint's path; MissingFile if none."""
+    ckpt = os.path.join(path, CKPT_NAME) if os.path.isdir(path) else path
+    if not os.path.isfile(ckpt):
+        where = f"{path} holds no {CKPT_NAME}" if os.path.isdir(path) else f"no checkpoint at {path}"
+        raise MissingFile(f"--init-from: {where} (give a run folder of `tinype train` or a ckpt.npz)")
+    return ckpt
+
+
+#: the fields of the model configuration that fix a weight's shape or its meaning, so a fine-tune
+#: must keep them (T_train: a learned table's size, and the length every RoPE scaling extends from)
+SHAPE_FIELDS = ("vocab_size", "n_layer", "d_model", "n_head", "T_train")
+
+
+def finetune_source(init_from, model_cfg=None, context=None, trust_code=False, check=None):
+    """(model, model_cfg, finetune record) for a fine-tune from init_from (a run folder or ckpt.npz).
+
+    model_cfg: the configuration to fine-tune with (None: the source's); its encoding and options may
+    differ from the source's, its shapes may not. context: the fine-tuning window (None: T_train).
+    Every refusal is one line naming the field and both values. check(meta) runs before anything is
+    built (the lab checks the source's run key there)."""
+    from dataclasses import replace
+    ckpt = resolve_checkpoint(init_from)
+    source, meta = load_model(ckpt, trust_code=trust_code, check=check)
+    src_cfg = source.config
+    if model_cfg is None:
+        model_cfg = src_cfg
+    for name in SHAPE_FIELDS:
+        was, now = getattr(src_cfg, name), getattr(model_cfg, name)
+        if was != now:
+            extra = " (T_train stays the length the source was trained at; set the fine-tuning window with " \
+                    "context / --context)" if name == "T_train" else ""
+            raise InvalidValue(f"--init-from {ckpt}: {name} would change from {was} (checkpoint) to {now}: "
+                               f"that changes the weights' shapes or meaning{extra}")
+    if ":" in str(model_cfg.pe) and not trust_code:
+        raise InvalidValue(f"--init-from: the encoding {model_cfg.pe!r} is defined outside tinype; pass "
+                           f"trust_code=True (--trust-code) to import it")
+    model = Transformer(model_cfg, seed=0)
+    src_params = source.parameters()
+    new_pe = {k: v.shape for k, v in model.parameters().items() if k.startswith("pe.")}
+    old_pe = {k: v.shape for k, v in src_params.items() if k.startswith("pe.")}
+    if new_pe != old_pe:
+        def shapes(d):
+            return ", ".join(f"{k} {tuple(v)}" for k, v in sorted(d.items())) or "none"
+        raise InvalidValue(f"--init-from {ckpt}: pe would change from {src_cfg.pe!r} (parameters: {shapes(old_pe)}) "
+                           f"to {model_cfg.pe!r} (parameters: {shapes(new_pe)}): a fine-tune keeps the "
+                           f"encoding's parameters")
+    context = model_cfg.T_train if context is None else int(context)
+    if context < 1:
+        raise InvalidValue(f"context must be a positive whole number, got {context}")
+    try:
+        model.pe.check_length(context)
+    except ValueError as err:
+        raise InvalidValue(f"--init-from {ckpt}: context would change from {src_cfg.T_train} to {context}, "
+                           f"which {model_cfg.pe} cannot run at: {err}") from None
+    model.load_parameters({k: v for k, v in src_params.items()})
+    record = {"init_from": {"path": os.path.abspath(ckpt), "sha256": file_sha256(ckpt),
+                            "step": meta.get("step"), "pe": src_cfg.pe, "pe_options": dict(src_cfg.pe_options)},
+              "context": context}
+    return model, replace(model_cfg), record
+
+
+def _same_origin(a, b):
+    """Two finetune records name the same start (the path may differ: a folder can be moved)."""
+    def core(r):
+        if not isinstance(r, dict):
+            return r
+        src = dict(r.get("init_from") or {})
+        src.pop("path", None)
+        return {"init_from": src, "context": r.get("context")}
+    return core(a) == core(b)
 
 
 RESUME_KEYS = ("step", "model_config", "train_config", "corpus_sha256", "optimizer", "history")
@@ -75,26 +178,48 @@ def _config_differences(saved, current):
 
 
 def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, progress=True,
-          log=print):
+          log=print, init_from=None, context=None, snapshots=(), trust_code=False, init_check=None):
     """Train a language model; returns a TrainResult.
 
     corpus: a data.Corpus (next-byte prediction on its train split), or a tasks.TaskSet (its
     answers only); anything with name, sha256, check_window(T), batch(B, T, rng).
 
     out: run folder for checkpoints and metrics (None: keep nothing on disk).
-    resume: continue from out/ckpt.npz; the configuration and corpus must match.
+    resume: continue from out/ckpt.npz; the configuration and corpus must match. With init_from it
+    resumes the fine-tune in out (which must have started from the same checkpoint file).
+    init_from: fine-tune from this run folder or ckpt.npz (see the module's docstring): model_cfg
+    None takes the source's; context is the training window (None: T_train); trust_code as in
+    load_model, for the source; init_check(meta) may refuse the source before it is built.
+    snapshots: step counts at which to keep the weights (out/snapshots/step-NNNNNN.npz; needs out).
     """
-    model_cfg = model_cfg or ModelConfig()
     train_cfg = train_cfg or TrainConfig()
     corpus = corpus or Corpus.default()
-    T = model_cfg.T_train
+    finetune = None
+    snapshots = sorted({int(s) for s in snapshots})
+    if snapshots and (out is None or snapshots[0] < 0 or snapshots[-1] > train_cfg.steps):
+        raise InvalidValue(f"snapshots must be step counts in 0..{train_cfg.steps} and need an out folder, "
+                           f"got {snapshots}")
+    if init_from is not None:
+        model, model_cfg, finetune = finetune_source(init_from, model_cfg, context, trust_code, init_check)
+        T = finetune["context"]
+    else:
+        if context is not None:
+            raise InvalidValue("context (a training window other than T_train) is for fine-tuning: pass init_from "
+                               "too, or set ModelConfig.T_train")
+        model_cfg = model_cfg or ModelConfig()
+        T = model_cfg.T_train
     source_window_check(corpus, T)
-    check_memory(model_cfg, train_cfg)                       # before anything large is allocated
+    check_memory(model_cfg if T == model_cfg.T_train else _at_window(model_cfg, T), train_cfg)
     if out is not None:
         ensure_writable_folder(out)
         for path in remove_orphan_temporaries(out):
             log(f"removed {path}, left by a write that was killed")
-    model = Transformer(model_cfg, seed=train_cfg.seed)
+        if snapshots:
+            os.makedirs(os.path.join(out, SNAPSHOTS), exist_ok=True)
+            for path in remove_orphan_temporaries(os.path.join(out, SNAPSHOTS)):
+                log(f"removed {path}, left by a write that was killed")
+    if finetune is None:
+        model = Transformer(model_cfg, seed=train_cfg.seed)
     opt = AdamW(model.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
                 eps=train_cfg.eps, weight_decay=train_cfg.weight_decay)
     history, start = [], 0
@@ -115,6 +240,14 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
             diffs.append(f"corpus: checkpoint {meta.get('corpus')!r}, now {corpus.name!r} (contents differ)")
         if meta.get("result_format", 1) != RESULT_FORMAT:
             diffs.append(f"result format: checkpoint {meta.get('result_format', 1)}, now {RESULT_FORMAT}")
+        if not _same_origin(meta.get("finetune"), finetune):
+            def origin(r):
+                if not r:
+                    return "a training from scratch"
+                src = r.get("init_from") or {}
+                return (f"a fine-tune of {src.get('path')} (sha256 {str(src.get('sha256'))[:12]}..., "
+                        f"step {src.get('step')}) at context {r.get('context')}")
+            diffs.append(f"start: checkpoint {origin(meta.get('finetune'))}, now {origin(finetune)}")
         if diffs:
             raise CheckpointError(f"{ckpt} was made with another configuration:\n  " + "\n  ".join(diffs))
         try:
@@ -128,14 +261,19 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
         log(f"no checkpoint in {out} yet: starting from step 0")
 
     if out:
-        write_json(os.path.join(out, "config.json"),
-                   {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "corpus": corpus.name,
-                    "corpus_sha256": corpus.sha256})
+        config = {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "corpus": corpus.name,
+                  "corpus_sha256": corpus.sha256}
+        if finetune is not None:
+            config["finetune"] = finetune
+        write_json(os.path.join(out, "config.json"), config)
+        if start == 0 and 0 in snapshots:
+            _save(snapshot_path(out, 0), model, None, 0, model_cfg, train_cfg, corpus, [], finetune)
 
     bar = None
     if progress and start < train_cfg.steps:
         from tqdm.auto import tqdm
-        bar = tqdm(total=train_cfg.steps, initial=start, desc=f"train {model_cfg.pe}", unit="step",
+        bar = tqdm(total=train_cfg.steps, initial=start, desc=f"{'fine-tune' if finetune else 'train'} {model_cfg.pe}",
+                   unit="step",
                    dynamic_ncols=True)
     tokens_per_step = train_cfg.batch_size * T
     t0, steps_done, tok_s = time.perf_counter(), 0, 0.0
@@ -162,8 +300,10 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
                 val_last = _validate(model, corpus, T, train_cfg.eval_windows)["nll"]
                 record["val_nll"] = val_last
             history.append(record)
+            if done in snapshots:
+                _save(snapshot_path(out, done), model, None, done, model_cfg, train_cfg, corpus, [], finetune)
             if ckpt and train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0:
-                _save(ckpt, model, opt, done, model_cfg, train_cfg, corpus, history)
+                _save(ckpt, model, opt, done, model_cfg, train_cfg, corpus, history, finetune)
             if bar is not None:
                 tok_s = steps_done * tokens_per_step / (time.perf_counter() - t0)
                 post = {"loss": f"{loss:.3f}", "tok/s": f"{tok_s:,.0f}"}
@@ -177,16 +317,27 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     elapsed = time.perf_counter() - t0
     tok_s = steps_done * tokens_per_step / elapsed if steps_done else 0.0
     if ckpt and (steps_done or not os.path.exists(ckpt)):
-        _save(ckpt, model, opt, train_cfg.steps, model_cfg, train_cfg, corpus, history)
+        _save(ckpt, model, opt, train_cfg.steps, model_cfg, train_cfg, corpus, history, finetune)
     val = _validate(model, corpus, T)
-    result = TrainResult(model, history, val, tok_s, out, start)
+    result = TrainResult(model, history, val, tok_s, out, start, finetune)
     if out:
         write_json(os.path.join(out, "metrics.json"), {
             "val_nll": val["nll"], "val_ppl": val["ppl"], "val_windows": val["windows"],
             "T": T, "tokens_per_sec": tok_s, "steps": train_cfg.steps,
             "final_train_loss": history[-1]["loss"] if history else None,
-            "parameters": model.num_parameters(), "backend": _backend()})
+            "parameters": model.num_parameters(), "backend": _backend(),
+            **({"finetune": finetune} if finetune is not None else {})})
     return result
+
+
+def _at_window(model_cfg, T):
+    """model_cfg with T_train = T, for the memory estimate of a fine-tune at a longer window (a
+    learned table's size is then overestimated, which only makes the estimate safer)."""
+    from dataclasses import replace
+    try:
+        return replace(model_cfg, T_train=T)
+    except InvalidValue:
+        return model_cfg
 
 
 def _validate(model, source, T, max_windows=None):

@@ -30,7 +30,8 @@ FLAGS = {"train.steps": "--steps", "train.warmup": "--steps", "train.seed": "--s
          "val_sha256": "--text", "model.pe": "--pe", "model.pe_options": "--pe", "pe": "--pe", "pe_options": "--pe",
          "lengths": "--lengths", "max_windows": "--max-windows", "stride": "--stride", "eval_batch": "eval_batch",
          "examples": "--task-examples", "sizes": "--lengths/task_factors", "format": "a newer tinype",
-         "pe_code": "the encoding's source file"}
+         "pe_code": "the encoding's source file", "snapshots": "--finetune-steps", "factor": "--extend",
+         "passkey": "--passkey-examples", "source_sha256_ckpt": "the source training"}
 
 
 def protocols(stride=None):

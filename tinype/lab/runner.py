@@ -14,6 +14,7 @@ from ..data import Corpus
 from ..errors import ensure_writable_folder
 from ..tasks import TaskSet, get_task
 from ..train import source_window_check
+from . import extend as lab_extend
 from . import jobs as lab_jobs
 from .executors import check_executor, make_executor
 from .results import PROTOCOLS, folder_name, protocols, read_record, run_key, summarize, train_key_fields, write_csv
@@ -74,6 +75,9 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
                  for t in cfg.tasks}
     for t in cfg.tasks:
         source_window_check(TaskSet(t), T)
+    if cfg.extend:
+        lab_extend.check(cfg, corpus, T)
+        lab_extend.methods(cfg, {name for name, _ in trainings(cfg)})     # no base training: refused now
     check_memory(model_cfg, train_cfg, "each of the lab's trainings")
     check_executor(cfg)                                           # an unreachable or non-Dask scheduler
     ensure_writable_folder(cfg.out)
@@ -171,7 +175,13 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
         for rec in _run(executor, lab_jobs.task_eval_job, eval_jobs, "lab: task accuracy", progress, parallel):
             task_records[rec["task"], rec["pe"], rec["seed"]] = rec
             log(f"lab: {rec['task']}: evaluated {rec['pe']} seed {rec['seed']} in {rec['eval_seconds']:.0f} s")
-    task_records = [task_records[k] for k in ((t, pe, s) for t in cfg.tasks for pe in cfg.pes for s in cfg.seeds)]
+        task_records = [task_records[k] for k in ((t, pe, s) for t in cfg.tasks for pe in cfg.pes for s in cfg.seeds)]
+
+        ext = None
+        if cfg.extend:
+            ext = lab_extend.run_extension(
+                cfg, model_cfg, train_cfg, corpus, train_keys, executor,
+                lambda ex, fn, jobs, desc: _run(ex, fn, jobs, desc, progress, parallel), log, val_sha, task_cfgs)
 
     results = {"format": RESULT_FORMAT, "config": asdict(cfg), "model": model_cfg.to_dict(),
                "train": train_cfg.to_dict(), "corpus": corpus.name, "corpus_sha256": corpus.sha256, "T_train": T,
@@ -180,11 +190,20 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
                "training_keys": {f"{task + '/' if task else ''}{folder_name(name, seed)}": k["key"]
                                  for (task, name, seed), k in train_keys.items()},
                "wall_seconds": time.time() - t0}
+    if ext is not None:
+        results["extend"] = ext
     write_json(os.path.join(cfg.out, "results.json"), results)
     write_csv(os.path.join(cfg.out, "results.csv"), records)
     summary = summarize(results)
+    if ext is not None:
+        from .results import table
+        summary += "\n" + lab_extend.summary(ext, table(results))
+        lab_extend.write_csv(os.path.join(cfg.out, "extend.csv"), ext["records"], ext["task_records"])
     atomic_write_bytes(os.path.join(cfg.out, "summary.md"), lambda f: f.write(summary.encode("utf-8")))
     from .. import plots  # here: plots imports lab.results, and matplotlib is slow to load
     plots.lab_figures(results, cfg.out)
     plots.task_figures(results, cfg.out)
+    if ext is not None:
+        from .results import table
+        plots.extend_figure(ext, cfg.out, lab_extend.references(ext, table(results)))
     return results, summary

@@ -13,6 +13,10 @@ from ..tasks import get_task
 DEFAULT_PES = ["nope", "sinusoidal", "rope", "rope_yarn", "alibi", "kerple_log"]
 DEFAULT_MULTS = [1, 2, 4, 8, 16, 32]
 TASK_EVAL_SEED = 2024                 # the test examples: the same for every encoding and seed
+#: the extension methods (lab.extend.METHODS says what each fine-tunes) and their defaults
+EXTEND_METHODS = ["rope", "rope_pi", "rope_ntk", "rope_yarn", "alibi"]
+DEFAULT_FINETUNE_STEPS = [0, 25, 50, 100, 200]
+DEFAULT_FINETUNE_LR = 0.3
 
 
 class LabError(InvalidValue):
@@ -51,6 +55,14 @@ class LabConfig:
     jobs: int = 1                   # independent trainings/evaluations run in this many processes
     dask: str = None                # address of an existing Dask scheduler (overrides jobs)
     recompute: bool = False         # discard trainings in `out` made with other settings, and redo them
+    # context extension by fine-tuning (lab.extend): None, or the factor F of the new length F x T_train
+    extend: int = None
+    finetune_steps: list = field(default_factory=lambda: list(DEFAULT_FINETUNE_STEPS))  # snapshots kept
+    finetune_lr: float = DEFAULT_FINETUNE_LR    # the fine-tune's peak lr, as a fraction of the preset's
+    finetune_batch: int = None      # None: the preset's batch // F (the same tokens per step)
+    extend_mults: list = None       # evaluation lengths, multiples of T_train (None: 1, F, 2F)
+    extend_methods: list = field(default_factory=lambda: list(EXTEND_METHODS))
+    passkey_examples: int = 8       # passkey examples per key depth at F x T_train
 
     def __post_init__(self):
         if not self.pes:
@@ -80,8 +92,40 @@ class LabConfig:
         _whole("task_examples", self.task_examples, 1)
         self.tasks = [get_task(t).name for t in self.tasks]        # unknown names fail here
         _no_repeats("tasks", self.tasks, "--tasks")
+        self._check_extension()
         if self.out is None or not str(self.out).strip():
             raise LabError("--out is empty: name a folder for the lab's runs, e.g. --out runs/lab")
+
+
+    def _check_extension(self):
+        if self.extend is None:
+            return
+        _whole("extend", self.extend, 2)
+        if not self.finetune_steps:
+            raise LabError("--finetune-steps is empty: name at least one step count, e.g. 0,25,50,100,200")
+        for n in self.finetune_steps:
+            _whole("finetune_steps", n, 0)
+        _no_repeats("finetune_steps", self.finetune_steps, "--finetune-steps")
+        self.finetune_steps = sorted(self.finetune_steps)
+        if self.finetune_steps[-1] < 1:
+            raise LabError("--finetune-steps must include a count >= 1 (0 alone fine-tunes nothing)")
+        if isinstance(self.finetune_lr, bool) or not isinstance(self.finetune_lr, (int, float)) or \
+                not 0 < self.finetune_lr <= 10:
+            raise LabError(f"--finetune-lr is a fraction of the preset's learning rate in (0, 10], "
+                           f"got {self.finetune_lr!r}")
+        if self.finetune_batch is not None:
+            _whole("finetune_batch", self.finetune_batch, 1)
+        if self.extend_mults is not None:
+            if not self.extend_mults:
+                raise LabError("--extend-lengths is empty")
+            for m in self.extend_mults:
+                _whole("extend_mults", m, 1)
+            _no_repeats("extend_mults", self.extend_mults, "--extend-lengths")
+        _whole("passkey_examples", self.passkey_examples, 1)
+        unknown = [m for m in self.extend_methods if m not in EXTEND_METHODS]
+        if unknown or not self.extend_methods:
+            raise LabError(f"--extend-methods {unknown or '(empty)'}: choose among {', '.join(EXTEND_METHODS)}")
+        _no_repeats("extend_methods", self.extend_methods, "--extend-methods")
 
 
 def normalize_pe(name):
