@@ -60,8 +60,8 @@ def test_encode_examples_targets_only_the_answer():
 
 
 def test_unknown_task_is_named():
-    with pytest.raises(ValueError, match="unknown task 'sort'.*passkey"):
-        get_task("sort")
+    with pytest.raises(ValueError, match="unknown task 'multiply'.*passkey"):
+        get_task("multiply")
 
 
 class Oracle:
