@@ -297,3 +297,32 @@ def test_plan_to_csv_through_the_lab_jobs(tmp_path, pes):
     assert len(table) == sum(len(p.sizes) for p in plans.values()) * len(pes)
     assert {r["in_range"] for r in table} == {"0", "1"}
     assert os.path.getsize(tmp_path / "tasks.png") > 1000
+
+
+WIRED = "task_preset" in getattr(__import__("tinype.lab.sweep", fromlist=["LabConfig"]).LabConfig,
+                                 "__dataclass_fields__", {})
+
+
+@pytest.mark.skipif(not WIRED, reason="the runner does not call tasklab yet (wiring in README-tasks.md)")
+def test_lab_runs_the_task_protocol(tmp_path):
+    """run_lab with --tasks: the plans' models and sizes, tasks.csv, tasks.png and the summary
+    section; a second invocation reuses everything."""
+    from tinype.data import Corpus, default_corpus_text, encode
+    from tinype.lab import LabConfig, run_lab
+    corpus = Corpus(encode(default_corpus_text()[:30000]), name="small")
+    cfg = LabConfig(pes=["learned", "alibi"], mults=[1, 2], steps=2, max_windows=1,
+                    tasks=["passkey", "copy", "addition_scratch"], task_steps=3, task_examples=5, out=str(tmp_path))
+    results, summary = run_lab(cfg, progress=False, log=lambda m: None, corpus=corpus)
+    plans = tasklab.task_plans(cfg.tasks, steps=3, examples=5)
+    recs = {(r["task"], r["pe"]): r for r in results["task_records"]}
+    assert len(recs) == 6 and results["task_model"]["copy"]["T_train"] == plans["copy"].model_cfg.T_train
+    for (task, _), r in recs.items():
+        assert [int(s) for s in r["accuracy"]] == plans[task].sizes
+        assert r["train_sizes"] == list(plans[task].train_sizes)
+    assert recs["copy", "learned"]["accuracy"]["40"] is None and recs["copy", "alibi"]["accuracy"]["40"] is not None
+    assert "### in distribution" in summary and "### mean rank" in summary
+    with open(tmp_path / "tasks.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2 * sum(len(p.sizes) for p in plans.values())
+    assert open(tmp_path / "tasks.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    again, _ = run_lab(cfg, progress=False, log=lambda m: None, corpus=corpus)
+    assert again["task_records"] == results["task_records"]
