@@ -30,6 +30,7 @@ from tinype.optim import AdamW, clip_grad_norm, lr_at  # noqa: E402
 from tinype.tasks import Passkey, TaskSet, encode_examples, get_task  # noqa: E402
 
 KERPLE_INITS = ("ones", "authors")            # authors: r1 ~ U(0, 2), r2 ~ U(0, 1) (their get_parameter)
+KERPLE_FLOOR = 0.01                           # tinype.positions.kerple.FLOOR, the authors' eps
 
 
 def key_attention(model, examples):
@@ -47,10 +48,16 @@ def key_attention(model, examples):
 
 
 def train_logged(task, pe, steps, every, model_cfg, train_cfg, init="ones", freeze_pe=False, log=print,
-                 val_n=128):
-    """The training loop of tinype.train (same batches, schedule, clipping, AdamW), with probes."""
+                 val_n=128, clamp=False):
+    """The training loop of tinype.train (same batches, schedule, clipping, AdamW), with probes.
+
+    clamp: KERPLE's parameters as the authors keep them (GPT-NeoX ParallelKerpleLog clamps the
+    parameters' data at 0.01 after each step, and the forward uses them unclamped, so a parameter at
+    the floor still gets its gradient and can rise again). tinype's forward uses max(r, 0.01) on the
+    raw parameter, whose gradient is 0 below the floor: a parameter that steps below it never
+    returns. Here: after each step, raw parameters below the floor are put just above it."""
     ts = TaskSet(task)
-    mcfg = replace(model_cfg, pe=pe)
+    mcfg = replace(model_cfg, pe=pe, pe_options=model_cfg.pe_options if model_cfg.pe == pe else {})
     T = mcfg.T_train
     model = Transformer(mcfg, seed=train_cfg.seed)
     if pe.startswith("kerple") and init == "authors":
@@ -78,8 +85,11 @@ def train_logged(task, pe, steps, every, model_cfg, train_cfg, init="ones", free
                     grads[k][...] = 0
         clip_grad_norm(grads, train_cfg.grad_clip)
         opt.step(grads, lr_at(step, train_cfg.lr, steps, train_cfg.warmup, train_cfg.min_lr_ratio))
+        if clamp:
+            for k in ("pe.kerple_r1", "pe.kerple_r2"):
+                np.maximum(model.params[k], KERPLE_FLOOR * (1 + 1e-3), out=model.params[k])
         if (step + 1) % every == 0 or step + 1 == steps:
-            row = {"pe": pe, "init": init, "freeze": freeze_pe, "step": step + 1,
+            row = {"pe": pe, "init": init, "freeze": freeze_pe, "clamp": clamp, "step": step + 1,
                    "answer_nll": round(evaluate_task_nll(model, vx, vy)["nll"], 4),
                    "acc": task_accuracy(model, val_ex), "seconds": round(time.time() - t0, 1)}
             if task == "passkey":
@@ -87,6 +97,8 @@ def train_logged(task, pe, steps, every, model_cfg, train_cfg, init="ones", free
             if pe.startswith("kerple"):
                 r1, r2 = model.pe.effective(model._pe_params())
                 row["r1"], row["r2"] = np.round(r1, 3).tolist(), np.round(r2, 3).tolist()
+                row["raw_below_floor"] = int(sum((model.params[k] <= KERPLE_FLOOR).sum()
+                                                 for k in ("pe.kerple_r1", "pe.kerple_r2")))
             rows.append(row)
             log(json.dumps(row))
     return model, rows
@@ -97,9 +109,13 @@ def cmd_kerple(args):
     train_cfg = TrainConfig(batch_size=args.batch, steps=args.steps, lr=args.lr,
                             warmup=min(50, args.steps // 10), seed=args.seed)
     for spec in args.pe.split(","):
-        pe, _, mod = spec.partition("/")            # kerple_log/authors, kerple_log/frozen
-        train_logged(args.task, pe, args.steps, args.every, model_cfg, train_cfg,
-                     init="authors" if mod == "authors" else "ones", freeze_pe=mod == "frozen")
+        pe, _, mod = spec.partition("/")     # kerple_log/authors, kerple_log/frozen, kerple_log/init=0.1[+clamp]
+        mod, clamp = (mod[:-len("+clamp")], True) if mod.endswith("+clamp") else (mod, False)
+        mcfg = model_cfg
+        if mod.startswith("init="):
+            mcfg = replace(model_cfg, pe=pe, pe_options={"init": float(mod[5:])})
+        train_logged(args.task, pe, args.steps, args.every, mcfg, train_cfg,
+                     init="authors" if mod == "authors" else mod or "ones", freeze_pe=mod == "frozen", clamp=clamp)
 
 
 def cmd_search(args):
