@@ -4,12 +4,19 @@
               (Mohtashami & Jaggi 2023; the test of the Position Interpolation and YaRN papers)
     copy      "qjxbe>" -> "qjxbe"            (Kazemnejad et al. 2023; Ruoss et al. 2023)
     reverse   "qjxbe>" -> "ebxjq"
-    addition  "4821+0397=" -> "8125"  the sum, least significant digit first, n + 1 digits
+    sort      "qjxbe>" -> "bejqx"           (Kazemnejad et al. 2023; Ruoss et al. 2023's "sort")
+    parity    "01101>" -> "1"               the parity of the ones (Ruoss et al.'s "parity check")
+    addition  "4821+0397=" -> "81250"  the sum, least significant digit first, n + 1 digits
+    addition_scratch  "4821+0397=" -> "1708,2911,8312,4015,>81250"
+              the same sum after a scratchpad (Nye et al. 2021, "Show Your Work"): for each digit,
+              least significant first, the two digits, the carry in and the sum digit; only the part
+              after ">" is graded, and the model must write the scratchpad itself (greedy decoding)
 
 Every example is bytes: a prompt, then the answer the model must produce. A training batch packs
 examples of random sizes into (B, T) windows, right-padded; the targets are -1 (ignored by the loss)
 everywhere except on the answer, so the model is graded on the answer alone. Sizes: the number of
-letters (copy, reverse), of digits per operand (addition), or the whole length in bytes (passkey).
+letters (copy, reverse, sort), of bits (parity), of digits per operand (addition), or the whole
+length in bytes (passkey).
 A task is trained on sizes that fit T_train and tested on larger ones.
 
 Shape letters: B batch, T time.
@@ -37,6 +44,14 @@ class Task:
     def example(self, rng, size, depth=None):
         """(prompt, answer) as bytes. depth is used by passkey only."""
         raise NotImplementedError
+
+    #: True when the answer starts with a scratchpad the model writes itself: then only graded()
+    #: of it counts, and grading decodes greedily (a teacher-forced scratchpad would give it away)
+    scratchpad = False
+
+    def graded(self, answer):
+        """The part of an answer (as bytes) that exact match compares: all of it, but a scratchpad."""
+        return answer
 
     def length(self, size):
         """Bytes in prompt + answer for this size (the model reads length - 1 of them)."""
@@ -86,19 +101,69 @@ class Reverse(Copy):
         return s + b">", s[::-1]
 
 
+class Sort(Copy):
+    name = "sort"
+
+    def example(self, rng, size, depth=None):
+        s = self._letters(rng, size)
+        return s + b">", bytes(sorted(s))
+
+
+class Parity(Task):
+    """n random bits -> "1" when an odd number of them are 1, else "0" (chance is 50%)."""
+    name = "parity"
+    cap = 10
+
+    def example(self, rng, size, depth=None):
+        bits = rng.integers(0, 2, size)
+        return "".join(map(str, bits)).encode() + b">", str(int(bits.sum()) % 2).encode()
+
+    def length(self, size):
+        return size + 2
+
+
 class Addition(Task):
     name = "addition"
     cap = 5
 
+    def _operands(self, rng, size):
+        return rng.integers(0, 10, size), rng.integers(0, 10, size)
+
+    def _prompt(self, a, b):
+        return ("".join(map(str, a)) + "+" + "".join(map(str, b)) + "=").encode()
+
     def example(self, rng, size, depth=None):
-        a = rng.integers(0, 10, size)
-        b = rng.integers(0, 10, size)
+        a, b = self._operands(rng, size)
         total = int("".join(map(str, a))) + int("".join(map(str, b)))
-        prompt = ("".join(map(str, a)) + "+" + "".join(map(str, b)) + "=").encode()
-        return prompt, str(total).zfill(size + 1)[::-1].encode()
+        return self._prompt(a, b), str(total).zfill(size + 1)[::-1].encode()
 
     def length(self, size):
         return 3 * size + 3
+
+
+class AdditionScratch(Addition):
+    """Addition with a scratchpad: per digit i (least significant first) "a_i b_i c_i s_i," where c_i
+    is the carry into digit i and s_i the sum digit, then ">" and the answer of plain addition."""
+    name = "addition_scratch"
+    scratchpad = True
+    STEP, MARK = 5, b">"                   # bytes per scratchpad step ("1708,"), the answer marker
+
+    def example(self, rng, size, depth=None):
+        a, b = self._operands(rng, size)
+        steps, carry, digits = [], 0, []
+        for x, y in zip(a[::-1].tolist(), b[::-1].tolist()):       # least significant digit first
+            s = x + y + carry
+            steps.append(f"{x}{y}{carry}{s % 10},")
+            digits.append(str(s % 10))
+            carry = s // 10
+        answer = "".join(steps) + self.MARK.decode() + "".join(digits) + str(carry)
+        return self._prompt(a, b), answer.encode()
+
+    def graded(self, answer):
+        return answer[answer.rindex(self.MARK) + 1:] if self.MARK in answer else answer
+
+    def length(self, size):
+        return (2 * size + 2) + self.STEP * size + 1 + (size + 1)
 
 
 class Passkey(Task):
@@ -134,7 +199,7 @@ class Passkey(Task):
         return [int(T * f) + 1 for f in factors]
 
 
-TASKS = {t.name: t for t in (Passkey(), Copy(), Reverse(), Addition())}
+TASKS = {t.name: t for t in (Passkey(), Copy(), Reverse(), Addition(), Sort(), Parity(), AdditionScratch())}
 
 
 def get_task(name):
@@ -166,18 +231,37 @@ class TaskSet:
 
     Duck-types what train() needs of a Corpus: name, sha256, check_window, batch, validation."""
 
-    def __init__(self, task, n_val=256, val_seed=12345):
+    def __init__(self, task, n_val=256, val_seed=12345, largest=None):
+        """largest: the largest training size (None: the task's own, task.train_sizes(T)); sizes are
+        drawn uniformly from the task's smallest to it, as in Kazemnejad et al. and Ruoss et al."""
         self.task = get_task(task) if isinstance(task, str) else task
         self.name = f"task:{self.task.name}"
         self.n_val, self.val_seed = n_val, val_seed
+        if largest is not None and (isinstance(largest, bool) or not isinstance(largest, (int, np.integer))
+                                    or largest < self.task.smallest):
+            raise InvalidValue(f"{self.task.name}: the largest training size must be a whole number >= "
+                               f"{self.task.smallest}, got {largest!r}")
+        self.largest = None if largest is None else int(largest)
         spec = f"tinype.tasks v1 {self.task.name} {FILLER!r} val {n_val} {val_seed}"
+        if self.largest is not None or self.task.name not in ("passkey", "copy", "reverse", "addition"):
+            spec += f" v2 largest {self.largest}"
         self.sha256 = hashlib.sha256(spec.encode()).hexdigest()
+
+    def train_sizes(self, T):
+        """(lo, hi): the training sizes, drawn uniformly."""
+        if self.largest is None:
+            return self.task.train_sizes(T)
+        return self.task.smallest, self.largest
 
     def check_window(self, T):
         self.task.largest(T)                                          # raises when nothing fits
+        hi = self.train_sizes(T)[1]
+        if self.task.length(hi) - 1 > T:
+            raise InvalidValue(f"{self.task.name}: a training example of size {hi} has {self.task.length(hi)} "
+                               f"bytes, which do not fit a window of {T} inputs (+1 target)")
 
     def examples(self, rng, count, T):
-        lo, hi = self.task.train_sizes(T)
+        lo, hi = self.train_sizes(T)
         return [self.task.example(rng, int(s)) for s in rng.integers(lo, hi + 1, count)]
 
     def batch(self, batch_size, T, rng):

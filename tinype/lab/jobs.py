@@ -8,13 +8,12 @@ import os
 import time
 from dataclasses import replace
 
-import numpy as np
-
 from .. import positions
 from ..checkpoint import CKPT_NAME, CheckpointError, load_checkpoint, load_model, write_json
-from ..evaluate import evaluate_at_lengths, task_accuracy
+from ..evaluate import evaluate_at_lengths
 from ..tasks import get_task
 from ..train import train
+from . import tasklab
 from .results import checkpoint_key_fields, key_differences, run_key
 from .sweep import TASK_EVAL_SEED, LabError
 
@@ -88,28 +87,25 @@ def eval_job(job):
 
 def task_eval_job(job):
     """Exact-match accuracy of one (task, encoding, seed) at every test size (and at every depth the
-    task is tested at). The examples depend only on (size, depth), so every encoding answers the same."""
+    task is tested at), graded by tasklab.evaluate (greedy answers; a scratchpad written by the
+    model itself). The examples depend only on (size, depth), so every encoding answers the same."""
     pe, seed, cfg = job["pe"], job["seed"], job["fields"]
     task = get_task(cfg["task"])
     model = load_checked(job["run_dir"], job["train_key"], pe, f"{task.name} {pe} seed {seed}")
     t1 = time.time()
-    acc = {}
-    for size in cfg["sizes"]:
-        try:
-            model.pe.check_length(task.length(size) - 1)
-        except ValueError:
-            acc[str(size)] = None
+    cells = tasklab.evaluate(model, task, cfg["sizes"], cfg["examples"], cfg.get("eval_seed", TASK_EVAL_SEED))
+    acc, counts = {}, {}
+    for size, cell in cells.items():
+        if cell is None:
+            acc[size] = None
             continue
-        cell = {}
-        for k, depth in enumerate(task.depths):
-            rng = np.random.default_rng([TASK_EVAL_SEED, size, k])
-            cell[str(depth)] = task_accuracy(model, [task.example(rng, size, depth)
-                                                     for _ in range(cfg["examples"])])
-        acc[str(size)] = cell if task.depths != (None,) else cell["None"]
+        acc[size] = cell["depths"] if task.depths != (None,) else cell["depths"]["None"]
+        counts[size] = [cell["correct"], cell["n"]]
+    train_sizes = cfg.get("train_sizes") or list(task.train_sizes(cfg["T_train"]))
     rec = {"task": task.name, "pe": pe, "trained": job["trained"], "seed": seed, "accuracy": acc,
-           "key": job["key"], "key_fields": job["fields"],
+           "counts": counts, "key": job["key"], "key_fields": job["fields"],
            "lengths": {str(size): task.length(size) - 1 for size in cfg["sizes"]},
-           "train_sizes": list(task.train_sizes(cfg["T_train"])), "examples": cfg["examples"],
+           "train_sizes": list(train_sizes), "examples": cfg["examples"],
            "eval_seconds": time.time() - t1}
     write_json(job["path"], rec)
     return rec

@@ -1,0 +1,170 @@
+"""Reproducible measurements behind the task preset (issue #17).
+
+    python scripts/task_search.py kerple  [--steps 1500] [--pe alibi,kerple_log,...]
+        Why KERPLE learns no passkey: train passkey side by side and log, every --every steps, the
+        loss on the answer bytes, the exact match on training sizes, KERPLE's effective r1/r2 per
+        head, and the attention that each answer query pays to the key digit it must copy.
+    python scripts/task_search.py search --task copy --pe nope,rope,alibi [--steps 4000] ...
+        Train one (task, encoding) model per encoding with the given budget, and print the exact
+        match at the training sizes (and beyond) with the wall time: one line per model.
+
+Run heavy invocations under the CPU lock:  flock /tmp/tinype-cpu.lock python scripts/task_search.py ...
+Every number printed is measured in that run; nothing is read back from earlier runs.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tinype import ModelConfig, Transformer  # noqa: E402
+from tinype.config import TrainConfig  # noqa: E402
+from tinype.evaluate import evaluate_task_nll, task_accuracy  # noqa: E402
+from tinype.optim import AdamW, clip_grad_norm, lr_at  # noqa: E402
+from tinype.tasks import Passkey, TaskSet, encode_examples, get_task  # noqa: E402
+
+KERPLE_INITS = ("ones", "authors")            # authors: r1 ~ U(0, 2), r2 ~ U(0, 1) (their get_parameter)
+KERPLE_FLOOR = 0.01                           # tinype.positions.kerple.FLOOR, the authors' eps
+
+
+def key_attention(model, examples):
+    """Per layer: the mean over examples and key digits of the largest attention (over heads) that
+    the query predicting key digit k pays to key digit k in the prompt. 1.0 = a perfect copy head."""
+    x, _ = encode_examples(examples)
+    maps = model.attention_maps(x)                     # (L, B, H, T, T)
+    out = np.zeros(maps.shape[0])
+    for b, (p, a) in enumerate(examples):
+        q0 = len(p) - 1                                # the query that predicts the first answer byte
+        k0 = p.index(Passkey.KEY) + len(Passkey.KEY)   # the first key digit in the prompt
+        for k in range(len(a)):
+            out += maps[:, b, :, q0 + k, k0 + k].max(axis=1)
+    return (out / (len(examples) * len(examples[0][1]))).tolist()
+
+
+def train_logged(task, pe, steps, every, model_cfg, train_cfg, init="ones", freeze_pe=False, log=print,
+                 val_n=128, clamp=False):
+    """The training loop of tinype.train (same batches, schedule, clipping, AdamW), with probes.
+
+    clamp: KERPLE's parameters as the authors keep them (GPT-NeoX ParallelKerpleLog clamps the
+    parameters' data at 0.01 after each step, and the forward uses them unclamped, so a parameter at
+    the floor still gets its gradient and can rise again). tinype's forward uses max(r, 0.01) on the
+    raw parameter, whose gradient is 0 below the floor: a parameter that steps below it never
+    returns. Here: after each step, raw parameters below the floor are put just above it."""
+    ts = TaskSet(task)
+    mcfg = replace(model_cfg, pe=pe, pe_options=model_cfg.pe_options if model_cfg.pe == pe else {})
+    T = mcfg.T_train
+    model = Transformer(mcfg, seed=train_cfg.seed)
+    if pe.startswith("kerple") and init == "authors":
+        r = np.random.default_rng(train_cfg.seed + 99)
+        model.params["pe.kerple_r1"][:] = r.random(mcfg.n_head) * 2
+        model.params["pe.kerple_r2"][:] = r.random(mcfg.n_head)
+    opt = AdamW(model.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
+                eps=train_cfg.eps, weight_decay=train_cfg.weight_decay)
+    vx, vy = ts.validation(T)
+    vrng = np.random.default_rng(777)
+    lo, hi = ts.task.train_sizes(T)
+    val_ex = [ts.task.example(vrng, int(s)) for s in vrng.integers(lo, hi + 1, val_n)]
+    t0, rows = time.time(), []
+    for step in range(steps):
+        rng = np.random.default_rng([train_cfg.seed, step])
+        x, y = ts.batch(train_cfg.batch_size, T, rng)
+        loss = model.loss(x, y, train=True, rng=rng)
+        if not math.isfinite(loss):
+            log(f"{pe}: diverged at step {step}")
+            break
+        grads = model.backward()
+        if freeze_pe:
+            for k in grads:
+                if k.startswith("pe."):
+                    grads[k][...] = 0
+        clip_grad_norm(grads, train_cfg.grad_clip)
+        opt.step(grads, lr_at(step, train_cfg.lr, steps, train_cfg.warmup, train_cfg.min_lr_ratio))
+        if clamp:
+            for k in ("pe.kerple_r1", "pe.kerple_r2"):
+                np.maximum(model.params[k], KERPLE_FLOOR * (1 + 1e-3), out=model.params[k])
+        if (step + 1) % every == 0 or step + 1 == steps:
+            row = {"pe": pe, "init": init, "freeze": freeze_pe, "clamp": clamp, "step": step + 1,
+                   "answer_nll": round(evaluate_task_nll(model, vx, vy)["nll"], 4),
+                   "acc": task_accuracy(model, val_ex), "seconds": round(time.time() - t0, 1)}
+            if task == "passkey":
+                row["key_attention"] = [round(v, 3) for v in key_attention(model, val_ex[:32])]
+            if pe.startswith("kerple"):
+                r1, r2 = model.pe.effective(model._pe_params())
+                row["r1"], row["r2"] = np.round(r1, 3).tolist(), np.round(r2, 3).tolist()
+                row["raw_below_floor"] = int(sum((model.params[k] <= KERPLE_FLOOR).sum()
+                                                 for k in ("pe.kerple_r1", "pe.kerple_r2")))
+            rows.append(row)
+            log(json.dumps(row))
+    return model, rows
+
+
+def cmd_kerple(args):
+    model_cfg = ModelConfig(n_layer=args.layers, d_model=args.width, n_head=args.heads, T_train=args.T)
+    train_cfg = TrainConfig(batch_size=args.batch, steps=args.steps, lr=args.lr,
+                            warmup=min(50, args.steps // 10), seed=args.seed)
+    for spec in args.pe.split(","):
+        pe, _, mod = spec.partition("/")     # kerple_log/authors, kerple_log/frozen, kerple_log/init=0.1[+clamp]
+        mod, clamp = (mod[:-len("+clamp")], True) if mod.endswith("+clamp") else (mod, False)
+        mcfg = model_cfg
+        if mod.startswith("init="):
+            mcfg = replace(model_cfg, pe=pe, pe_options={"init": float(mod[5:])})
+        train_logged(args.task, pe, args.steps, args.every, mcfg, train_cfg,
+                     init="authors" if mod == "authors" else mod or "ones", freeze_pe=mod == "frozen", clamp=clamp)
+
+
+def cmd_search(args):
+    from tinype.train import train
+    model_cfg = ModelConfig(n_layer=args.layers, d_model=args.width, n_head=args.heads, T_train=args.T)
+    task = get_task(args.task)
+    for pe in args.pe.split(","):
+        mcfg = replace(model_cfg, pe=pe)
+        tcfg = TrainConfig(batch_size=args.batch, steps=args.steps, lr=args.lr,
+                           warmup=min(100, args.steps // 10), seed=args.seed, eval_every=0, ckpt_every=0)
+        t0 = time.time()
+        res = train(mcfg, tcfg, TaskSet(task), progress=False, log=lambda m: None)
+        wall = time.time() - t0
+        lo, hi = task.train_sizes(args.T)
+        rng = np.random.default_rng(2024)
+        sizes = sorted({lo, (lo + hi) // 2, hi, *[s for s in task.test_sizes(args.T) if s > hi][:2]})
+        acc = {}
+        for s in sizes:
+            try:
+                res.model.pe.check_length(task.length(s) - 1)
+            except ValueError:
+                continue
+            acc[s] = task_accuracy(res.model, [task.example(rng, s) for _ in range(args.n)])
+        print(json.dumps({"task": task.name, "pe": pe, "steps": args.steps, "lr": args.lr, "batch": args.batch,
+                          "model": f"{args.layers}x{args.width}h{args.heads}T{args.T}", "train_sizes": [lo, hi],
+                          "final_loss": round(res.history[-1]["loss"], 4), "wall_s": round(wall, 1),
+                          "acc": acc}), flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("kerple", "search"):
+        p = sub.add_parser(name)
+        p.add_argument("--task", default="passkey")
+        p.add_argument("--pe", default="alibi,kerple_log")
+        p.add_argument("--steps", type=int, default=1500)
+        p.add_argument("--every", type=int, default=250)
+        p.add_argument("--lr", type=float, default=3e-3)
+        p.add_argument("--batch", type=int, default=32)
+        p.add_argument("--layers", type=int, default=2)
+        p.add_argument("--width", type=int, default=64)
+        p.add_argument("--heads", type=int, default=4)
+        p.add_argument("--T", type=int, default=64)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--n", type=int, default=100, help="test examples per size (search)")
+    args = ap.parse_args(argv)
+    {"kerple": cmd_kerple, "search": cmd_search}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
