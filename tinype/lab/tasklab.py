@@ -184,13 +184,16 @@ def graded_correct(model, task, examples, batch_size=64):
             gen = pred[:, lp - 1:lp - 1 + la]                       # the greedy bytes, given the reference
             ref = y[:, lp - 1:lp - 1 + la]
             if task.scratchpad:
+                active = np.arange(len(rows))                       # rows not yet at their fixed point
                 for _ in range(la + 1):
-                    x2 = x.copy()
-                    x2[:, lp:lp + la - 1] = gen[:, :la - 1]
+                    x2 = x[active].copy()
+                    x2[:, lp:lp + la - 1] = gen[active, :la - 1]
                     new = model.forward(x2).argmax(axis=-1)[:, lp - 1:lp - 1 + la]
-                    if np.array_equal(new, gen):
+                    moved = np.any(new != gen[active], axis=1)
+                    gen[active] = new
+                    active = active[moved]
+                    if not len(active):
                         break
-                    gen = new
                 else:                                               # cannot happen (see above)
                     raise RuntimeError("greedy decoding by fixed-point iteration did not converge")
                 for j, i in enumerate(rows):
