@@ -168,7 +168,7 @@ def test_lengths_too_large_are_refused_before_training(tmp_path, text, capsys):
 def test_other_lab_input_errors(tmp_path, text, capsys):
     for argv, words in [(["--pe", "rope,bogus"], "unknown positional encoding 'bogus'"),
                         (["--lengths", "1,x"], "--lengths"), (["--lengths", "0"], ">= 1"),
-                        (["--seeds", "-1"], "--seeds"), (["--tasks", "sort"], "unknown task 'sort'"),
+                        (["--seeds", "-1"], "--seeds"), (["--tasks", "multiply"], "unknown task 'multiply'"),
                         (["--stride", "1000"], "--stride 1000 is longer"),
                         (["--preset", "quick", "--jobs", "0"], "expected a number >= 1")]:
         rc, err = run(capsys, "lab", *argv, "--text", text, "--out", str(tmp_path / "x"))

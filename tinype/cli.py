@@ -160,10 +160,14 @@ def build_parser():
     lab.add_argument("--stride", type=_positive_int, help="sliding-window stride in bytes (default L/2 at each L)")
     lab.add_argument("--tasks", default=None,
                      help="also train and test synthetic tasks: comma-separated from passkey, copy, reverse, "
-                          "addition, or 'all' (one model per task, encoding and seed)")
-    lab.add_argument("--task-steps", type=_positive_int, help="training steps per task model (default 2000)")
-    lab.add_argument("--task-examples", type=_positive_int, default=32,
-                     help="test examples per size and passkey depth (default 32)")
+                          "addition, addition_scratch, sort, parity, or 'all' (one model per task, encoding "
+                          "and seed)")
+    lab.add_argument("--task-preset", default="paper",
+                     help="per-task model, training sizes and budget (default paper: see README)")
+    lab.add_argument("--task-steps", type=_positive_int, help="training steps per task model (default: the "
+                     "task preset's)")
+    lab.add_argument("--task-examples", type=_positive_int, default=None,
+                     help="test examples per size (default 385: a 95%% interval of at most +-5 points)")
     lab.add_argument("--jobs", type=_positive_int, default=1,
                      help="run independent trainings and evaluations in N processes (default 1)")
     lab.add_argument("--dask", metavar="ADDRESS", default=None,
@@ -337,7 +341,8 @@ def cmd_lab(args):
                                       ("passkey_examples", args.passkey_examples)) if v is not None})
     cfg = LabConfig(preset=args.preset, pes=pes, seeds=_int_list(args.seeds, "--seeds"), mults=mults,
                     out=args.out, steps=args.steps, max_windows=args.max_windows, stride=args.stride,
-                    jobs=args.jobs, dask=args.dask, tasks=tasks, task_steps=args.task_steps,
+                    jobs=args.jobs, dask=args.dask, tasks=tasks, task_preset=args.task_preset,
+                    task_steps=args.task_steps,
                     task_examples=args.task_examples, recompute=args.recompute, **ext)
     pes = cfg.pes
     corpus = Corpus.from_file(args.text) if args.text is not None else Corpus.default()
@@ -348,7 +353,7 @@ def cmd_lab(args):
     print()
     print(summary)
     figures = [f for f in ("ppl_vs_length.png", "position_loss.png", "task_accuracy.png", "passkey_heatmap.png",
-                           "extend_ppl.png")
+                           "tasks.png", "extend_ppl.png")
                if os.path.exists(os.path.join(args.out, f))]
     print(f"tables: {os.path.join(args.out, 'summary.md')}; figures in {args.out}: {', '.join(figures)}")
     return 0
@@ -386,6 +391,12 @@ def main(argv=None):
                         "from its last checkpoint"}.get(args.command, "nothing was written")
         print(f"\ntinype {args.command}: {how}; {again}", file=sys.stderr)
         return 143 if isinstance(stop, Terminated) else 130
+    except BrokenPipeError:
+        # the reader of our output went away (`tinype info | head -1`): not an error of ours and no
+        # traceback; point stdout at /dev/null so that Python's own flush at exit stays quiet too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -12,10 +12,10 @@ from ..checkpoint import atomic_write_bytes, remove_orphan_temporaries, write_js
 from ..config import RESULT_FORMAT, check_memory, pe_identity, preset
 from ..data import Corpus
 from ..errors import ensure_writable_folder
-from ..tasks import TaskSet, get_task
 from ..train import source_window_check
 from . import extend as lab_extend
 from . import jobs as lab_jobs
+from . import tasklab
 from .executors import check_executor, make_executor
 from .results import PROTOCOLS, folder_name, protocols, read_record, run_key, summarize, train_key_fields, write_csv
 from .sweep import TASK_EVAL_SEED, LabConfig, LabError, trained_name, trainings
@@ -70,11 +70,12 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
     T = model_cfg.T_train
     source_window_check(corpus, T)
     _check_lengths(corpus, T, cfg)
-    task_cfgs = {t: replace(train_cfg, steps=cfg.task_steps or get_task(t).steps,
-                            warmup=min(train_cfg.warmup, (cfg.task_steps or get_task(t).steps) // 10))
-                 for t in cfg.tasks}
-    for t in cfg.tasks:
-        source_window_check(TaskSet(t), T)
+    plans = tasklab.task_plans(cfg.tasks, cfg.task_preset, cfg.task_steps, cfg.task_examples,
+                               max(cfg.task_factors) if cfg.task_factors else 4, base_train=train_cfg)
+    # the extension fine-tunes the passkey models too when they have the language models' shape (the
+    # quick preset); a task model of another shape cannot start a fine-tune of the lab's model
+    ext_task_cfgs = {t: p.train_cfg for t, p in plans.items()
+                     if t == "passkey" and replace(p.model_cfg, pe=model_cfg.pe) == model_cfg}
     if cfg.extend:
         lab_extend.check(cfg, corpus, T)
         lab_extend.methods(cfg, {name for name, _ in trainings(cfg)})     # no base training: refused now
@@ -87,11 +88,11 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
 
     # what to train, each with its key; a folder holding another key is a conflict
     train_keys, train_jobs, conflicts = {}, [], []
-    sources = [(None, corpus, train_cfg, os.path.join(cfg.out, "train"))] + \
-        [(t, TaskSet(t), task_cfgs[t], os.path.join(cfg.out, "tasks", t)) for t in cfg.tasks]
-    for task, source, tcfg, folder in sources:
+    sources = [(None, corpus, model_cfg, train_cfg, os.path.join(cfg.out, "train"))] + \
+        [(t, p.source, p.model_cfg, p.train_cfg, os.path.join(cfg.out, "tasks", t)) for t, p in plans.items()]
+    for task, source, mbase, tcfg, folder in sources:
         for name, seed in trainings(cfg):
-            mcfg, scfg = replace(model_cfg, pe=name), replace(tcfg, seed=seed)
+            mcfg, scfg = replace(mbase, pe=name), replace(tcfg, seed=seed)
             key = _keyed(train_key_fields(mcfg.to_dict(), scfg.to_dict(), source.sha256,
                                           pe_identity(name)["pe_code"], RESULT_FORMAT))
             train_keys[task, name, seed] = key
@@ -149,17 +150,11 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
         records = [records[pe, seed] for pe in cfg.pes for seed in cfg.seeds]      # a fixed order
 
         task_records, eval_jobs = {}, []
-        for task in cfg.tasks:
-            t = get_task(task)
-            sizes = t.test_sizes(T) if cfg.task_factors is None else t.test_sizes(T, cfg.task_factors)
+        for task, plan in plans.items():
             for pe in cfg.pes:
                 for seed in cfg.seeds:
                     name = trained_name(pe)
-                    fields = {"kind": "task_eval", "format": RESULT_FORMAT,
-                              "train_key": train_keys[task, name, seed]["key"], **pe_identity(pe),
-                              "task": task, "task_sha256": TaskSet(task).sha256, "T_train": T,
-                              "sizes": [int(s) for s in sizes], "depths": list(t.depths),
-                              "examples": cfg.task_examples, "eval_seed": TASK_EVAL_SEED}
+                    fields = tasklab.eval_fields(plan, pe, train_keys[task, name, seed]["key"], TASK_EVAL_SEED)
                     key = run_key(fields)
                     path = os.path.join(cfg.out, "tasks", task, "eval", folder_name(pe, seed) + ".json")
                     if os.path.exists(path):
@@ -181,12 +176,13 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
         if cfg.extend:
             ext = lab_extend.run_extension(
                 cfg, model_cfg, train_cfg, corpus, train_keys, executor,
-                lambda ex, fn, jobs, desc: _run(ex, fn, jobs, desc, progress, parallel), log, val_sha, task_cfgs)
+                lambda ex, fn, jobs, desc: _run(ex, fn, jobs, desc, progress, parallel), log, val_sha, ext_task_cfgs)
 
     results = {"format": RESULT_FORMAT, "config": asdict(cfg), "model": model_cfg.to_dict(),
                "train": train_cfg.to_dict(), "corpus": corpus.name, "corpus_sha256": corpus.sha256, "T_train": T,
                "protocols": protocols(cfg.stride), "records": records, "task_records": task_records,
-               "task_train": {t: c.to_dict() for t, c in task_cfgs.items()},
+               "task_train": {t: p.train_cfg.to_dict() for t, p in plans.items()},
+               "task_model": {t: p.model_cfg.to_dict() for t, p in plans.items()}, "task_preset": cfg.task_preset,
                "training_keys": {f"{task + '/' if task else ''}{folder_name(name, seed)}": k["key"]
                                  for (task, name, seed), k in train_keys.items()},
                "wall_seconds": time.time() - t0}
@@ -195,6 +191,8 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
     write_json(os.path.join(cfg.out, "results.json"), results)
     write_csv(os.path.join(cfg.out, "results.csv"), records)
     summary = summarize(results)
+    if task_records:
+        summary += "\n" + tasklab.outputs(task_records, cfg.out)        # tasks.csv, tasks.png, their section
     if ext is not None:
         from .results import table
         summary += "\n" + lab_extend.summary(ext, table(results))

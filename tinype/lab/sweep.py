@@ -49,9 +49,10 @@ class LabConfig:
     eval_batch: int = 8
     stride: int = None              # sliding-window stride in bytes (None: L/2 at each length L)
     tasks: list = field(default_factory=list)   # synthetic tasks to train and test (tinype.tasks.TASKS)
-    task_steps: int = None          # training steps per task model (None: the task's own, 2000)
-    task_examples: int = 32         # test examples per size (and per passkey depth)
-    task_factors: list = None       # test sizes as multiples of the longest trained (None: the task's own)
+    task_preset: str = "paper"      # per-task model and budget (tinype.lab.tasklab.TASK_PRESETS)
+    task_steps: int = None          # training steps per task model (None: the task preset's)
+    task_examples: int = None       # test examples per size (None: 385, a 95% interval of +-5 points)
+    task_factors: list = None       # test sizes up to max(task_factors) x N (None: 4 N)
     jobs: int = 1                   # independent trainings/evaluations run in this many processes
     dask: str = None                # address of an existing Dask scheduler (overrides jobs)
     recompute: bool = False         # discard trainings in `out` made with other settings, and redo them
@@ -89,7 +90,11 @@ class LabConfig:
                 _whole(name, getattr(self, name), 1)
         _whole("eval_batch", self.eval_batch, 1)
         _whole("jobs", self.jobs, 1)
-        _whole("task_examples", self.task_examples, 1)
+        if self.task_examples is not None:
+            _whole("task_examples", self.task_examples, 1)
+        from .tasklab import TASK_PRESETS
+        if self.task_preset not in TASK_PRESETS:
+            raise LabError(f"--task-preset {self.task_preset!r}: available {', '.join(sorted(TASK_PRESETS))}")
         self.tasks = [get_task(t).name for t in self.tasks]        # unknown names fail here
         _no_repeats("tasks", self.tasks, "--tasks")
         self._check_extension()
