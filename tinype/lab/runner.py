@@ -72,10 +72,9 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
     _check_lengths(corpus, T, cfg)
     plans = tasklab.task_plans(cfg.tasks, cfg.task_preset, cfg.task_steps, cfg.task_examples,
                                max(cfg.task_factors) if cfg.task_factors else 4, base_train=train_cfg)
-    # the extension fine-tunes the passkey models too when they have the language models' shape (the
-    # quick preset); a task model of another shape cannot start a fine-tune of the lab's model
-    ext_task_cfgs = {t: p.train_cfg for t, p in plans.items()
-                     if t == "passkey" and replace(p.model_cfg, pe=model_cfg.pe) == model_cfg}
+    # the extension may fine-tune task models too (lab.extend picks the ones it uses) when they have
+    # the language models' shape (the quick preset); a task model of another shape cannot be
+    ext_task_cfgs = {t: p.train_cfg for t, p in plans.items() if replace(p.model_cfg, pe=model_cfg.pe) == model_cfg}
     if cfg.extend:
         lab_extend.check(cfg, corpus, T)
         lab_extend.methods(cfg, {name for name, _ in trainings(cfg)})     # no base training: refused now
