@@ -225,27 +225,18 @@ def eval_plan(cfg, runs, corpus, val_sha, T, log):
     found, jobs = [], []
     for run in runs:
         for step in cfg.finetune_steps:
-            if run["task"] == "passkey":
+            if run["task"] == "passkey":            # a passkey model: exact match at each length
                 fields = {"kind": "finetune_task_eval", "format": RESULT_FORMAT, "finetune_key": run["key"]["key"],
                           "step": step, "task": "passkey", "sizes": [L + 1 for L in lengths(cfg, T)],
                           "depths": list(task.depths), "examples": cfg.task_examples, "eval_seed": TASK_EVAL_SEED}
-                key = run_key(fields)
-                path = os.path.join(os.path.dirname(run["run_dir"]), "eval",
-                                    f"{run['method']}-s{run['seed']}-step{step:06d}.json")
-                if os.path.exists(path):
-                    rec, why = read_record(path, key, fields)
-                    if rec is not None:
-                        found.append(rec)
-                        continue
-                jobs.append({"method": run["method"], "seed": run["seed"], "step": step, "fields": fields,
-                             "key": key, "path": path, "T": T, "snapshot": snapshot_path(run["run_dir"], step),
-                             "finetune": run["key"]})
-                continue
-            fields = {"kind": "finetune_eval", "format": RESULT_FORMAT, "finetune_key": run["key"]["key"],
-                      "step": step, "lengths": lengths(cfg, T), "protocols": ["beyond", "nonoverlap"],
-                      "max_windows": cfg.max_windows, "eval_batch": cfg.eval_batch, "val_sha256": val_sha,
-                      "passkey": {"size": size, "depths": list(task.depths), "examples": cfg.passkey_examples,
-                                  "seed": TASK_EVAL_SEED, "contrast": "other key, seed + [1]"}}
+                extra = {}
+            else:                                   # a language model: perplexity and passkey likelihood
+                fields = {"kind": "finetune_eval", "format": RESULT_FORMAT, "finetune_key": run["key"]["key"],
+                          "step": step, "lengths": lengths(cfg, T), "protocols": ["beyond", "nonoverlap"],
+                          "max_windows": cfg.max_windows, "eval_batch": cfg.eval_batch, "val_sha256": val_sha,
+                          "passkey": {"size": size, "depths": list(task.depths), "examples": cfg.passkey_examples,
+                                      "seed": TASK_EVAL_SEED, "contrast": "other key, seed + [1]"}}
+                extra = {"val": corpus.val}
             key = run_key(fields)
             path = os.path.join(os.path.dirname(run["run_dir"]), "eval",
                                 f"{run['method']}-s{run['seed']}-step{step:06d}.json")
@@ -257,8 +248,8 @@ def eval_plan(cfg, runs, corpus, val_sha, T, log):
                 log(f"lab: extend: {run['method']} step {step}: the evaluation on disk was made with other "
                     f"settings ({'; '.join(why)}): evaluating again")
             jobs.append({"method": run["method"], "seed": run["seed"], "step": step, "fields": fields, "key": key,
-                         "path": path, "val": corpus.val, "T": T,
-                         "snapshot": snapshot_path(run["run_dir"], step), "finetune": run["key"]})
+                         "path": path, "T": T, "snapshot": snapshot_path(run["run_dir"], step),
+                         "finetune": run["key"], **extra})
     return found, jobs
 
 
