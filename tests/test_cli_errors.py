@@ -170,7 +170,9 @@ def test_other_lab_input_errors(tmp_path, text, capsys):
                         (["--lengths", "1,x"], "--lengths"), (["--lengths", "0"], ">= 1"),
                         (["--seeds", "-1"], "--seeds"), (["--tasks", "multiply"], "unknown task 'multiply'"),
                         (["--stride", "1000"], "--stride 1000 is longer"),
-                        (["--preset", "quick", "--jobs", "0"], "expected a number >= 1")]:
+                        (["--preset", "quick", "--jobs", "0"], "expected a number >= 1"),
+                        (["--tasks-only"], "--tasks-only needs --tasks"),
+                        (["--tasks-only", "--tasks", "copy", "--extend", "4"], "--tasks-only leaves out")]:
         rc, err = run(capsys, "lab", *argv, "--text", text, "--out", str(tmp_path / "x"))
         assert rc in (1, 2) and words in err, (argv, err)
     assert not (tmp_path / "x").exists()

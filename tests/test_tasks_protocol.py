@@ -26,6 +26,26 @@ def test_new_generators_are_deterministic_and_as_long_as_declared(name):
     assert [task.example(r1, 8) for _ in range(5)] != [task.example(r2, 8) for _ in range(5)]
 
 
+@pytest.mark.parametrize("name", list(TASKS))
+def test_start_byte_prefixes_every_prompt_and_changes_the_data_identity(name):
+    from tinype.tasks import WithStart
+    base, task = get_task(name), get_task(name, b"^")
+    assert isinstance(task, WithStart) and task.name == base.name and task.depths == base.depths
+    size = max(base.smallest, 4)
+    for k in range(3):
+        (p0, a0), (p1, a1) = base.example(np.random.default_rng(k), size), task.example(np.random.default_rng(k), size)
+        assert p1 == b"^" + p0 and a1 == a0 and task.graded(a1) == base.graded(a0)
+        assert len(p1) + len(a1) == task.length(size) == base.length(size) + 1
+    assert task.largest(40) in (base.largest(40), base.largest(40) - 1)
+    assert TaskSet(task).sha256 != TaskSet(base).sha256 != TaskSet(get_task(name, b"#")).sha256
+    x, y = TaskSet(task).batch(4, task.length(task.largest(40)) - 1, np.random.default_rng(0))
+    assert np.all(x[:, 0] == ord("^")) and np.all(y[:, 0] == -1)
+    with pytest.raises(ValueError, match="one byte"):
+        WithStart(base, b"^^")
+    with pytest.raises(ValueError, match="already starts"):
+        WithStart(task)
+
+
 def test_sort_and_parity_answers_by_independent_counts():
     rng = np.random.default_rng(3)
     for size in (1, 4, 10, 31):
@@ -253,7 +273,8 @@ def test_plans_follow_the_preset():
         lo, hi = plan.train_sizes
         assert lo == task.smallest and task.length(hi) - 1 <= plan.model_cfg.T_train
         assert max(plan.sizes) >= 4 * hi - 1 and hi in plan.sizes and plan.train_cfg.steps == 7
-    assert plans["copy"].model_cfg.T_train == 20 and plans["passkey"].examples_per_depth() == 4
+    assert plans["copy"].model_cfg.T_train == 21 and plans["passkey"].examples_per_depth() == 4
+    assert plans["copy"].source.task.start == b"^" and not hasattr(plans["passkey"].source.task, "start")
     assert tasklab.task_plans(["copy"])["copy"].examples == 385
     with pytest.raises(ValueError, match="unknown task preset"):
         tasklab.task_plans(["copy"], preset="huge")
@@ -326,3 +347,23 @@ def test_lab_runs_the_task_protocol(tmp_path):
     assert open(tmp_path / "tasks.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     again, _ = run_lab(cfg, progress=False, log=lambda m: None, corpus=corpus)
     assert again["task_records"] == results["task_records"]
+
+
+@pytest.mark.skipif(not WIRED, reason="the runner does not call tasklab yet")
+def test_tasks_only_lab_trains_no_language_model(tmp_path):
+    """language_models=False (--tasks-only): the task models and their outputs, no language model,
+    no perplexity table or figure; the start byte of the preset reaches the test (its key and data)."""
+    from tinype.data import Corpus, default_corpus_text, encode
+    from tinype.lab import LabConfig, run_lab
+    corpus = Corpus(encode(default_corpus_text()[:30000]), name="small")
+    cfg = LabConfig(pes=["alibi"], mults=[1], tasks=["copy"], task_steps=2, task_examples=3,
+                    language_models=False, out=str(tmp_path))
+    results, summary = run_lab(cfg, progress=False, log=lambda m: None, corpus=corpus)
+    assert results["records"] == [] and len(results["task_records"]) == 1
+    assert not (tmp_path / "train").exists() and not (tmp_path / "eval").exists()
+    assert not (tmp_path / "ppl_vs_length.png").exists() and (tmp_path / "tasks.csv").exists()
+    assert "No language models" in summary and "## nonoverlap" not in summary and "### in distribution" in summary
+    rec = results["task_records"][0]
+    plan = tasklab.task_plans(["copy"], steps=2, examples=3)["copy"]
+    assert rec["key_fields"]["start"] == plan.source.task.start.decode("latin-1")
+    assert rec["lengths"]["10"] == plan.source.task.length(10) - 1

@@ -168,6 +168,8 @@ def build_parser():
                      "task preset's)")
     lab.add_argument("--task-examples", type=_positive_int, default=None,
                      help="test examples per size (default 385: a 95%% interval of at most +-5 points)")
+    lab.add_argument("--tasks-only", action="store_true",
+                     help="train and test the --tasks alone, without the language models (the perplexity tables)")
     lab.add_argument("--jobs", type=_positive_int, default=1,
                      help="run independent trainings and evaluations in N processes (default 1)")
     lab.add_argument("--dask", metavar="ADDRESS", default=None,
@@ -342,7 +344,7 @@ def cmd_lab(args):
     cfg = LabConfig(preset=args.preset, pes=pes, seeds=_int_list(args.seeds, "--seeds"), mults=mults,
                     out=args.out, steps=args.steps, max_windows=args.max_windows, stride=args.stride,
                     jobs=args.jobs, dask=args.dask, tasks=tasks, task_preset=args.task_preset,
-                    task_steps=args.task_steps,
+                    task_steps=args.task_steps, language_models=not args.tasks_only,
                     task_examples=args.task_examples, recompute=args.recompute, **ext)
     pes = cfg.pes
     corpus = Corpus.from_file(args.text) if args.text is not None else Corpus.default()

@@ -19,7 +19,10 @@ def pyplot():
 
 
 def lab_figures(results, out):
-    """ppl_vs_length.png (log-log, one line per encoding) and position_loss.png (at the longest L)."""
+    """ppl_vs_length.png (log-log, one line per encoding) and position_loss.png (at the longest L);
+    nothing without language-model records (a --tasks-only lab)."""
+    if not results.get("records"):
+        return
     plt = _pyplot()
     T = results["T_train"]
     tab = table(results, "nonoverlap")

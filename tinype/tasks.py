@@ -201,12 +201,46 @@ class Passkey(Task):
 
 TASKS = {t.name: t for t in (Passkey(), Copy(), Reverse(), Addition(), Sort(), Parity(), AdditionScratch())}
 
+START = b"^"                          # the start byte of the task preset "paper" (see WithStart)
 
-def get_task(name):
+
+class WithStart(Task):
+    """A task whose every prompt begins with a start byte: "^qjxbe>" -> "qjxbe".
+
+    A language model's text usually begins with a beginning-of-text token; a task example starting
+    with a random letter gives an encoding without positions (NoPE) nothing to count from. A fixed
+    first byte does: attending to it with weight 1/(t+1) tells position t. Measured (seed 0, copy,
+    2 layers, 3000 steps): NoPE's exact match at size 10 went from 15.5% to 36.5% with it; with 4
+    layers it reached 99.5% (README, "Synthetic tasks"). The name stays the task's; the data's
+    identity (TaskSet.sha256) and the lab's keys include the byte."""
+
+    def __init__(self, base, start=START):
+        if isinstance(base, WithStart):
+            raise InvalidValue(f"{base.name} already starts with {base.start!r}")
+        if not isinstance(start, bytes) or len(start) != 1:
+            raise InvalidValue(f"the start byte must be one byte, got {start!r}")
+        self.base, self.start = base, start
+        self.name, self.smallest, self.cap = base.name, base.smallest, base.cap
+        self.depths, self.scratchpad, self.steps = base.depths, base.scratchpad, base.steps
+
+    def example(self, rng, size, depth=None):
+        prompt, answer = self.base.example(rng, size, depth)
+        return self.start + prompt, answer
+
+    def graded(self, answer):
+        return self.base.graded(answer)
+
+    def length(self, size):
+        return self.base.length(size) + len(self.start)
+
+
+def get_task(name, start=None):
+    """The task called name (case and spaces ignored); start: a start byte for its prompts (WithStart)."""
     try:
-        return TASKS[name.strip().lower()]
+        task = TASKS[name.strip().lower()]
     except (KeyError, AttributeError):
         raise InvalidValue(f"unknown task {name!r}; available: {', '.join(TASKS)}") from None
+    return WithStart(task, start) if start else task
 
 
 def encode_examples(examples, T=None):
@@ -245,6 +279,8 @@ class TaskSet:
         spec = f"tinype.tasks v1 {self.task.name} {FILLER!r} val {n_val} {val_seed}"
         if self.largest is not None or self.task.name not in ("passkey", "copy", "reverse", "addition"):
             spec += f" v2 largest {self.largest}"
+        if getattr(self.task, "start", None):
+            spec += f" start {self.task.start!r}"
         self.sha256 = hashlib.sha256(spec.encode()).hexdigest()
 
     def train_sizes(self, T):

@@ -90,7 +90,7 @@ def task_eval_job(job):
     task is tested at), graded by tasklab.evaluate (greedy answers; a scratchpad written by the
     model itself). The examples depend only on (size, depth), so every encoding answers the same."""
     pe, seed, cfg = job["pe"], job["seed"], job["fields"]
-    task = get_task(cfg["task"])
+    task = get_task(cfg["task"], cfg["start"].encode("latin-1") if cfg.get("start") else None)
     model = load_checked(job["run_dir"], job["train_key"], pe, f"{task.name} {pe} seed {seed}")
     t1 = time.time()
     cells = tasklab.evaluate(model, task, cfg["sizes"], cfg["examples"], cfg.get("eval_seed", TASK_EVAL_SEED))

@@ -172,7 +172,9 @@ def summarize(results):
     lines = [f"# tinype lab: {results['config']['preset']} preset, T_train = {T}, seeds {seeds}",
              "", f"Corpus {results['corpus']} (sha256 {results['corpus_sha256'][:12]}...), validation split. "
              f"Perplexity = exp(mean NLL in nats per byte); n/a: the encoding cannot run at that length.", ""]
-    for proto, label in results.get("protocols", PROTOCOLS).items():
+    if not results.get("records"):
+        lines += ["No language models in this run (--tasks-only): the task protocol alone.", ""]
+    for proto, label in results.get("protocols", PROTOCOLS).items() if results.get("records") else ():
         tab = table(results, proto)
         Ls = sorted({L for by_L in tab.values() for L in by_L})
         if proto == "beyond":

@@ -87,7 +87,7 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
 
     # what to train, each with its key; a folder holding another key is a conflict
     train_keys, train_jobs, conflicts = {}, [], []
-    sources = [(None, corpus, model_cfg, train_cfg, os.path.join(cfg.out, "train"))] + \
+    sources = [(None, corpus, model_cfg, train_cfg, os.path.join(cfg.out, "train"))] * cfg.language_models + \
         [(t, p.source, p.model_cfg, p.train_cfg, os.path.join(cfg.out, "tasks", t)) for t, p in plans.items()]
     for task, source, mbase, tcfg, folder in sources:
         for name, seed in trainings(cfg):
@@ -123,7 +123,7 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
         # evaluations: a record on disk is reused only under an equal key
         records, eval_jobs = {}, []
         val_sha = Corpus(corpus.val, name="val").sha256
-        for pe in cfg.pes:
+        for pe in cfg.pes if cfg.language_models else ():
             for seed in cfg.seeds:
                 name = trained_name(pe)
                 fields = {"kind": "eval", "format": RESULT_FORMAT, "train_key": train_keys[None, name, seed]["key"],
@@ -146,7 +146,7 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
         for rec in _run(executor, lab_jobs.eval_job, eval_jobs, "lab: evaluating", progress, parallel):
             records[rec["pe"], rec["seed"]] = rec
             log(f"lab: evaluated {rec['pe']} seed {rec['seed']} in {rec['eval_seconds']:.0f} s")
-        records = [records[pe, seed] for pe in cfg.pes for seed in cfg.seeds]      # a fixed order
+        records = [records[k] for k in ((pe, s) for pe in cfg.pes for s in cfg.seeds) if k in records]
 
         task_records, eval_jobs = {}, []
         for task, plan in plans.items():

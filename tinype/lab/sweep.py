@@ -52,6 +52,7 @@ class LabConfig:
     task_preset: str = "paper"      # per-task model and budget (tinype.lab.tasklab.TASK_PRESETS)
     task_steps: int = None          # training steps per task model (None: the task preset's)
     task_examples: int = None       # test examples per size (None: 385, a 95% interval of +-5 points)
+    language_models: bool = True    # False (--tasks-only): train and test the tasks alone
     task_factors: list = None       # test sizes up to max(task_factors) x N (None: 4 N)
     jobs: int = 1                   # independent trainings/evaluations run in this many processes
     dask: str = None                # address of an existing Dask scheduler (overrides jobs)
@@ -97,6 +98,10 @@ class LabConfig:
             raise LabError(f"--task-preset {self.task_preset!r}: available {', '.join(sorted(TASK_PRESETS))}")
         self.tasks = [get_task(t).name for t in self.tasks]        # unknown names fail here
         _no_repeats("tasks", self.tasks, "--tasks")
+        if not self.language_models and not self.tasks:
+            raise LabError("--tasks-only needs --tasks: name the tasks to train, e.g. --tasks copy,reverse")
+        if not self.language_models and self.extend is not None:
+            raise LabError("--extend fine-tunes the lab's language models, which --tasks-only leaves out")
         self._check_extension()
         if self.out is None or not str(self.out).strip():
             raise LabError("--out is empty: name a folder for the lab's runs, e.g. --out runs/lab")
