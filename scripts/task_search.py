@@ -4,7 +4,7 @@
         Why KERPLE learns no passkey: train passkey side by side and log, every --every steps, the
         loss on the answer bytes, the exact match on training sizes, KERPLE's effective r1/r2 per
         head, and the attention that each answer query pays to the key digit it must copy.
-    python scripts/task_search.py search --task copy --pe nope,rope,alibi [--steps 4000] ...
+    python scripts/task_search.py search --task copy --pe nope,rope,alibi --N 10 --start --layers 4 --steps 3000
         Train one (task, encoding) model per encoding with the given budget, and print the exact
         match at the training sizes (and beyond) with the wall time: one line per model.
 
@@ -119,28 +119,34 @@ def cmd_kerple(args):
 
 
 def cmd_search(args):
+    """One model per encoding: the task with training sizes smallest..--N (default: what fits --T),
+    a window as long as the longest training example, then exact match (greedy, a scratchpad
+    written by the model) on --n fresh examples at sizes 1, N/2, N, 1.5N, 2N."""
+    from tinype.lab.tasklab import graded_correct
     from tinype.train import train
-    model_cfg = ModelConfig(n_layer=args.layers, d_model=args.width, n_head=args.heads, T_train=args.T)
-    task = get_task(args.task)
+    task = get_task(args.task, b"^" if args.start else None)
+    N = args.N or task.largest(args.T)
+    T = task.length(N) - 1 if task.name != "passkey" else args.T
+    model_cfg = ModelConfig(n_layer=args.layers, d_model=args.width, n_head=args.heads, T_train=T)
     for pe in args.pe.split(","):
         mcfg = replace(model_cfg, pe=pe)
         tcfg = TrainConfig(batch_size=args.batch, steps=args.steps, lr=args.lr,
                            warmup=min(100, args.steps // 10), seed=args.seed, eval_every=0, ckpt_every=0)
         t0 = time.time()
-        res = train(mcfg, tcfg, TaskSet(task), progress=False, log=lambda m: None)
+        res = train(mcfg, tcfg, TaskSet(task, largest=N), progress=False, log=lambda m: None)
         wall = time.time() - t0
-        lo, hi = task.train_sizes(args.T)
         rng = np.random.default_rng(2024)
-        sizes = sorted({lo, (lo + hi) // 2, hi, *[s for s in task.test_sizes(args.T) if s > hi][:2]})
         acc = {}
-        for s in sizes:
+        for s in sorted({task.smallest, max(task.smallest, N // 2), N, int(N * 1.5), 2 * N}):
             try:
                 res.model.pe.check_length(task.length(s) - 1)
             except ValueError:
                 continue
-            acc[s] = task_accuracy(res.model, [task.example(rng, s) for _ in range(args.n)])
-        print(json.dumps({"task": task.name, "pe": pe, "steps": args.steps, "lr": args.lr, "batch": args.batch,
-                          "model": f"{args.layers}x{args.width}h{args.heads}T{args.T}", "train_sizes": [lo, hi],
+            examples = [task.example(rng, s) for _ in range(args.n)]
+            acc[s] = round(float(graded_correct(res.model, task, examples).mean()), 3)
+        print(json.dumps({"task": task.name, "start": args.start, "pe": pe, "steps": args.steps, "lr": args.lr,
+                          "batch": args.batch, "model": f"{args.layers}x{args.width}h{args.heads}T{T}",
+                          "train_sizes": [task.smallest, N], "seed": args.seed,
                           "final_loss": round(res.history[-1]["loss"], 4), "wall_s": round(wall, 1),
                           "acc": acc}), flush=True)
 
@@ -161,7 +167,9 @@ def main(argv=None):
         p.add_argument("--heads", type=int, default=4)
         p.add_argument("--T", type=int, default=64)
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--n", type=int, default=100, help="test examples per size (search)")
+        p.add_argument("--n", type=int, default=200, help="test examples per size (search)")
+        p.add_argument("--N", type=int, default=None, help="largest training size (search; default: what fits --T)")
+        p.add_argument("--start", action="store_true", help="begin every prompt with the start byte ^ (search)")
     args = ap.parse_args(argv)
     {"kerple": cmd_kerple, "search": cmd_search}[args.cmd](args)
 

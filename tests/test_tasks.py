@@ -32,7 +32,7 @@ def test_copy_reverse_addition_answers_are_right():
         p, a = get_task("addition").example(rng, 5)
         x, y = p[:-1].split(b"+")
         assert len(x) == len(y) == 5 and len(a) == 6
-        assert int(x) + int(y) == int(a[::-1])
+        assert int(x[::-1]) + int(y[::-1]) == int(a[::-1])      # every number least significant first
 
 
 def test_passkey_hides_the_key_at_the_asked_depth():

@@ -68,7 +68,7 @@ def test_addition_scratchpad_steps_and_answer_are_right():
     for size in (1, 3, 5, 12):
         for _ in range(30):
             p, a = task.example(rng, size)
-            x, y = p[:-1].decode().split("+")
+            x, y = (s[::-1] for s in p[:-1].decode().split("+"))     # written least significant first
             scratch, answer = a.decode().split(">")
             assert answer == str(int(x) + int(y)).zfill(size + 1)[::-1] == task.graded(a).decode()
             steps = scratch.split(",")[:-1]
@@ -136,7 +136,7 @@ class Adder:
 
     def next_byte(self, prefix):
         p, cont = prefix.split(b"=", 1)
-        x, y = p.decode().split("+")
+        x, y = (s[::-1] for s in p.decode().split("+"))       # the prompt is least significant first
         n, k, cont = len(x), len(cont), cont.decode()
         if k < 5 * n:
             i, off = divmod(k, 5)

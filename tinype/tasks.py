@@ -6,8 +6,9 @@
     reverse   "qjxbe>" -> "ebxjq"
     sort      "qjxbe>" -> "bejqx"           (Kazemnejad et al. 2023; Ruoss et al. 2023's "sort")
     parity    "01101>" -> "1"               the parity of the ones (Ruoss et al.'s "parity check")
-    addition  "4821+0397=" -> "81250"  the sum, least significant digit first, n + 1 digits
-    addition_scratch  "4821+0397=" -> "1708,2911,8312,4015,>81250"
+    addition  "1284+7930=" -> "81250"  4821 + 0397 = 5218, every number least significant digit
+              first (the operands' n digits, the sum's n + 1)
+    addition_scratch  "1284+7930=" -> "1708,2901,8312,4015,>81250"
               the same sum after a scratchpad (Nye et al. 2021, "Show Your Work"): for each digit,
               least significant first, the two digits, the carry in and the sum digit; only the part
               after ">" is graded, and the model must write the scratchpad itself (greedy decoding)
@@ -130,7 +131,12 @@ class Addition(Task):
         return rng.integers(0, 10, size), rng.integers(0, 10, size)
 
     def _prompt(self, a, b):
-        return ("".join(map(str, a)) + "+" + "".join(map(str, b)) + "=").encode()
+        """The operands (most significant digit first in a, b) written least significant first, as
+        the answer is: answer digit i then sits at the same offset from digit i of each operand for
+        every i. Written most significant first instead (tinype before this change), 4 layers at
+        6000 steps of 64 examples did not learn it (NoPE: 0% at 5 digits, answer digits 0-3 right
+        7.5-13% of the time, about chance); least significant first, 99% (README, "Synthetic tasks")."""
+        return ("".join(map(str, a[::-1])) + "+" + "".join(map(str, b[::-1])) + "=").encode()
 
     def example(self, rng, size, depth=None):
         a, b = self._operands(rng, size)
@@ -279,6 +285,8 @@ class TaskSet:
         spec = f"tinype.tasks v1 {self.task.name} {FILLER!r} val {n_val} {val_seed}"
         if self.largest is not None or self.task.name not in ("passkey", "copy", "reverse", "addition"):
             spec += f" v2 largest {self.largest}"
+        if self.task.name in ("addition", "addition_scratch"):
+            spec += " operands least significant digit first"
         if getattr(self.task, "start", None):
             spec += f" start {self.task.start!r}"
         self.sha256 = hashlib.sha256(spec.encode()).hexdigest()
