@@ -1,5 +1,4 @@
 """Synthetic tasks: well-formed examples, answer-only targets, exact-match grading, and the lab path."""
-import os
 
 import numpy as np
 import pytest
@@ -114,28 +113,3 @@ def test_taskset_batches_and_validation_are_reproducible():
     assert TaskSet("copy").sha256 == ts.sha256 != TaskSet("reverse").sha256
     with pytest.raises(ValueError, match="fits a window"):
         TaskSet("addition").check_window(4)
-
-
-@pytest.mark.skipif("task_preset" in __import__("tinype.lab.sweep", fromlist=["LabConfig"]).LabConfig.__dataclass_fields__,
-                    reason="superseded by test_tasks_protocol.test_lab_runs_the_task_protocol once the runner is wired")
-def test_lab_with_tasks_writes_tables_and_figures(tmp_path):
-    from tinype.data import Corpus, default_corpus_text, encode
-    from tinype.lab import LabConfig, run_lab
-    corpus = Corpus(encode(default_corpus_text()[:30000]), name="small")
-    cfg = LabConfig(pes=["learned", "alibi", "rope_yarn"], mults=[1, 2], steps=2, max_windows=1,
-                    tasks=["passkey", "copy"], task_steps=3, task_examples=2, task_factors=[1, 2, 4],
-                    out=str(tmp_path))
-    logs = []
-    results, summary = run_lab(cfg, progress=False, log=logs.append, corpus=corpus)
-    recs = {(r["task"], r["pe"]): r for r in results["task_records"]}
-    assert len(recs) == 6
-    assert sorted(os.listdir(tmp_path / "tasks" / "copy")) == ["alibi-s0", "eval", "learned-s0", "rope-s0"]
-    pk = recs["passkey", "alibi"]["accuracy"]
-    assert list(pk) == ["65", "129", "257"] and sorted(pk["65"]) == sorted(map(str, DEPTHS))
-    assert recs["passkey", "learned"]["accuracy"]["129"] is None          # learned cannot run past 64
-    assert all(0 <= v <= 1 for cell in pk.values() for v in cell.values())
-    assert "## task passkey" in summary and "## task copy" in summary and "n/a" in summary
-    for png in ("task_accuracy.png", "passkey_heatmap.png"):
-        assert open(tmp_path / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    again, _ = run_lab(cfg, progress=False, log=logs.append, corpus=corpus)     # all reused
-    assert again["task_records"] == results["task_records"]

@@ -320,11 +320,6 @@ def test_plan_to_csv_through_the_lab_jobs(tmp_path, pes):
     assert os.path.getsize(tmp_path / "tasks.png") > 1000
 
 
-WIRED = "task_preset" in getattr(__import__("tinype.lab.sweep", fromlist=["LabConfig"]).LabConfig,
-                                 "__dataclass_fields__", {})
-
-
-@pytest.mark.skipif(not WIRED, reason="the runner does not call tasklab yet (wiring in README-tasks.md)")
 def test_lab_runs_the_task_protocol(tmp_path):
     """run_lab with --tasks: the plans' models and sizes, tasks.csv, tasks.png and the summary
     section; a second invocation reuses everything."""
@@ -349,7 +344,6 @@ def test_lab_runs_the_task_protocol(tmp_path):
     assert again["task_records"] == results["task_records"]
 
 
-@pytest.mark.skipif(not WIRED, reason="the runner does not call tasklab yet")
 def test_tasks_only_lab_trains_no_language_model(tmp_path):
     """language_models=False (--tasks-only): the task models and their outputs, no language model,
     no perplexity table or figure; the start byte of the preset reaches the test (its key and data)."""

@@ -61,7 +61,7 @@ class TaskPreset:
     """Per-task defaults: the largest training size N, the model, and the training budget.
 
     The model is tinype's GPT-2 style decoder; its training window T_train is the longest training
-    example (N's), so no compute is spent on padding. Measured on 2 cores (README-tasks.md)."""
+    example (N's), so no compute is spent on padding. Measured on 2 cores: the README's "Synthetic tasks"."""
     largest: int                       # N: training sizes are smallest..N, test sizes up to 4 N
     steps: int
     lr: float = 3e-3
