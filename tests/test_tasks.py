@@ -1,4 +1,4 @@
-"""Synthetic tasks: well-formed examples, answer-only targets, exact-match grading, and the lab path."""
+"""Synthetic tasks: well-formed examples, answer-only targets, exact-match grading (the lab path: test_tasks_protocol.py)."""
 
 import numpy as np
 import pytest

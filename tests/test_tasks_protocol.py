@@ -357,6 +357,8 @@ def test_tasks_only_lab_trains_no_language_model(tmp_path):
     assert not (tmp_path / "train").exists() and not (tmp_path / "eval").exists()
     assert not (tmp_path / "ppl_vs_length.png").exists() and (tmp_path / "tasks.csv").exists()
     assert "No language models" in summary and "## nonoverlap" not in summary and "### in distribution" in summary
+    assert summary.startswith("# tinype lab: the task protocol, task preset paper") and "Perplexity" not in summary
+    assert "trained on sizes 1..10 (letters)" in summary
     rec = results["task_records"][0]
     plan = tasklab.task_plans(["copy"], steps=2, examples=3)["copy"]
     assert rec["key_fields"]["start"] == plan.source.task.start.decode("latin-1")

@@ -38,6 +38,7 @@ DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)  # where the passkey sits in the filler, as
 class Task:
     """A family of (prompt, answer) examples indexed by an integer size."""
     name = None
+    unit = "letters"                      # what a size counts
     smallest = 1
     steps = 2000                          # training steps the quick model needs to learn it at T_train
     depths = (None,)                      # the depths it is tested at (passkey: where the key sits)
@@ -113,6 +114,7 @@ class Sort(Copy):
 class Parity(Task):
     """n random bits -> "1" when an odd number of them are 1, else "0" (chance is 50%)."""
     name = "parity"
+    unit = "bits"
     cap = 10
 
     def example(self, rng, size, depth=None):
@@ -125,6 +127,7 @@ class Parity(Task):
 
 class Addition(Task):
     name = "addition"
+    unit = "digits per operand"
     cap = 5
 
     def _operands(self, rng, size):
@@ -175,6 +178,7 @@ class AdditionScratch(Addition):
 class Passkey(Task):
     """filler ... "key=71432. " ... filler "key?" -> "71432"; size = the total length in bytes."""
     name = "passkey"
+    unit = "length in bytes"
     KEY, ASK, DIGITS = b"key=", b"key?", 5
     depths = DEPTHS
     smallest = len(KEY) + DIGITS + 2 + len(ASK) + DIGITS            # no filler at all
@@ -226,7 +230,7 @@ class WithStart(Task):
         if not isinstance(start, bytes) or len(start) != 1:
             raise InvalidValue(f"the start byte must be one byte, got {start!r}")
         self.base, self.start = base, start
-        self.name, self.smallest, self.cap = base.name, base.smallest, base.cap
+        self.name, self.smallest, self.cap, self.unit = base.name, base.smallest, base.cap, base.unit
         self.depths, self.scratchpad, self.steps = base.depths, base.scratchpad, base.steps
 
     def example(self, rng, size, depth=None):

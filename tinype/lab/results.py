@@ -169,11 +169,13 @@ def summarize(results):
     from ..tasks import get_task
     T = results["T_train"]
     seeds = results["config"]["seeds"]
-    lines = [f"# tinype lab: {results['config']['preset']} preset, T_train = {T}, seeds {seeds}",
-             "", f"Corpus {results['corpus']} (sha256 {results['corpus_sha256'][:12]}...), validation split. "
-             f"Perplexity = exp(mean NLL in nats per byte); n/a: the encoding cannot run at that length.", ""]
-    if not results.get("records"):
-        lines += ["No language models in this run (--tasks-only): the task protocol alone.", ""]
+    if results.get("records"):
+        lines = [f"# tinype lab: {results['config']['preset']} preset, T_train = {T}, seeds {seeds}",
+                 "", f"Corpus {results['corpus']} (sha256 {results['corpus_sha256'][:12]}...), validation split. "
+                 f"Perplexity = exp(mean NLL in nats per byte); n/a: the encoding cannot run at that length.", ""]
+    else:
+        lines = [f"# tinype lab: the task protocol, task preset {results.get('task_preset')}, seeds {seeds}", "",
+                 "No language models in this run (--tasks-only): the task protocol alone.", ""]
     for proto, label in results.get("protocols", PROTOCOLS).items() if results.get("records") else ():
         tab = table(results, proto)
         Ls = sorted({L for by_L in tab.values() for L in by_L})
@@ -196,8 +198,7 @@ def summarize(results):
         sizes = sorted(int(k) for k in recs[0]["lengths"])
         lo, hi = recs[0]["train_sizes"]
         depths = [d for d in get_task(task).depths if d is not None]
-        what = "length in bytes" if task == "passkey" else ("digits per operand" if task == "addition"
-                                                             else "letters")
+        what = get_task(task).unit
         lines += [f"## task {task}: exact-match accuracy (%), trained on sizes {lo}..{hi} ({what}), "
                   f"{recs[0]['examples']} test examples per cell"
                   + (f", averaged over {len(depths)} key depths" if depths else ""), "",
