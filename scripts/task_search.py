@@ -125,7 +125,10 @@ def cmd_search(args):
     from tinype.lab.tasklab import graded_correct
     from tinype.train import train
     task = get_task(args.task, b"^" if args.start else None)
-    N = args.N or task.largest(args.T)
+    N = args.N if args.N is not None else task.largest(args.T)
+    if N < task.smallest or (task.name == "passkey" and N > args.T + 1):
+        raise SystemExit(f"--N {N}: {task.name} sizes run from {task.smallest}"
+                         + (f" to T + 1 = {args.T + 1}" if task.name == "passkey" else ""))
     T = task.length(N) - 1 if task.name != "passkey" else args.T
     model_cfg = ModelConfig(n_layer=args.layers, d_model=args.width, n_head=args.heads, T_train=T)
     for pe in args.pe.split(","):

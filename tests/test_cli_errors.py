@@ -172,6 +172,7 @@ def test_other_lab_input_errors(tmp_path, text, capsys):
                         (["--stride", "1000"], "--stride 1000 is longer"),
                         (["--preset", "quick", "--jobs", "0"], "expected a number >= 1"),
                         (["--tasks-only"], "--tasks-only needs --tasks"),
+                        (["--tasks-only", "--tasks", "copy", "--lengths", "1,2"], "--lengths, --text set the language models"),
                         (["--tasks-only", "--tasks", "copy", "--extend", "4"], "--tasks-only leaves out")]:
         rc, err = run(capsys, "lab", *argv, "--text", text, "--out", str(tmp_path / "x"))
         assert rc in (1, 2) and words in err, (argv, err)

@@ -152,7 +152,8 @@ def build_parser():
     lab.add_argument("--pe", default=None, help="comma-separated encodings, or 'all' (default: nope, sinusoidal, "
                                                  "rope, rope_yarn, alibi, kerple_log)")
     lab.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    lab.add_argument("--lengths", default="1,2,4,8,16,32", help="evaluation lengths as multiples of T_train")
+    lab.add_argument("--lengths", default=None, help="evaluation lengths as multiples of T_train "
+                                                     "(default 1,2,4,8,16,32)")
     lab.add_argument("--out", default="runs/lab", help="run folder (default runs/lab); rerun to resume")
     lab.add_argument("--text", default=None, help="use this UTF-8 text file instead of the bundled corpus")
     lab.add_argument("--steps", type=_positive_int, help="override the preset's training steps")
@@ -319,7 +320,13 @@ def cmd_lab(args):
     if args.tasks:
         tasks = list(TASKS) if args.tasks.strip().lower() == "all" else \
             [get_task(t).name for t in args.tasks.split(",") if t.strip()]
-    mults = _int_list(args.lengths, "--lengths")
+    if args.tasks_only and tasks:                 # (without tasks LabConfig says what is missing)
+        lm_flags = [f for f, v in (("--lengths", args.lengths), ("--steps", args.steps), ("--text", args.text),
+                                   ("--max-windows", args.max_windows), ("--stride", args.stride)) if v is not None]
+        if lm_flags:
+            raise InvalidValue(f"{', '.join(lm_flags)} set the language models, which --tasks-only leaves out "
+                               "(the tasks' budgets: --task-preset, --task-steps, --task-examples)")
+    mults = _int_list(args.lengths or "1,2,4,8,16,32", "--lengths")
     if 0 in mults:
         raise InvalidValue("--lengths are multiples of T_train and must be >= 1")
     ext_flags = [f for f, v in (("--finetune-steps", args.finetune_steps), ("--finetune-lr", args.finetune_lr),
@@ -348,15 +355,18 @@ def cmd_lab(args):
                     task_examples=args.task_examples, recompute=args.recompute, **ext)
     pes = cfg.pes
     corpus = Corpus.from_file(args.text) if args.text is not None else Corpus.default()
-    print(f"tinype lab: {len(pes)} encodings x {len(cfg.seeds)} seeds, preset {args.preset}, "
-          f"lengths {mults} x T_train, backend {kernels.BACKEND}, out {args.out}"
+    what = f"tasks {', '.join(cfg.tasks)} (task preset {cfg.task_preset}), no language models" if args.tasks_only \
+        else f"preset {args.preset}, lengths {mults} x T_train"
+    print(f"tinype lab: {len(pes)} encodings x {len(cfg.seeds)} seeds, {what}, backend {kernels.BACKEND}, "
+          f"out {args.out}"
           + (f", Dask scheduler {args.dask}" if args.dask else f", {args.jobs} process(es)" if args.jobs > 1 else ""))
     results, summary = run_lab(cfg, progress=not args.no_progress, corpus=corpus)
     print()
     print(summary)
     figures = [f for f in ("ppl_vs_length.png", "position_loss.png", "task_accuracy.png", "passkey_heatmap.png",
                            "tasks.png", "extend_ppl.png")
-               if os.path.exists(os.path.join(args.out, f))]
+               if os.path.exists(os.path.join(args.out, f))
+               and not (args.tasks_only and f in ("ppl_vs_length.png", "position_loss.png", "extend_ppl.png"))]
     print(f"tables: {os.path.join(args.out, 'summary.md')}; figures in {args.out}: {', '.join(figures)}")
     return 0
 

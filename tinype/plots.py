@@ -21,7 +21,7 @@ def pyplot():
 def lab_figures(results, out):
     """ppl_vs_length.png (log-log, one line per encoding) and position_loss.png (at the longest L);
     nothing without language-model records (a --tasks-only lab)."""
-    if not results.get("records"):
+    if not results["config"].get("language_models", True):
         return
     plt = _pyplot()
     T = results["T_train"]
@@ -136,7 +136,8 @@ def task_figures(results, out):
             ax.set_ylabel("key depth", fontsize=8)
             ax.set_facecolor("0.85")
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="passkey accuracy (%)")
-        fig.suptitle(f"Passkey retrieval, trained at {results['T_train']} bytes", fontsize=10)
+        T_pk = (results.get("task_model") or {}).get("passkey", {}).get("T_train", results["T_train"])
+        fig.suptitle(f"Passkey retrieval, trained at {T_pk} bytes", fontsize=10)
         path = os.path.join(out, "passkey_heatmap.png")
         fig.savefig(path, dpi=120)
         plt.close(fig)

@@ -185,14 +185,14 @@ class Passkey(Task):
 
     def example(self, rng, size, depth=None):
         if size < self.smallest:
-            raise ValueError(f"passkey examples need at least {self.smallest} bytes, got {size}")
+            raise InvalidValue(f"passkey examples need at least {self.smallest} bytes, got {size}")
         key = "".join(map(str, rng.integers(0, 10, self.DIGITS))).encode()
         n_fill = size - self.smallest
         start = int(rng.integers(0, len(FILLER)))
         filler = (FILLER * (n_fill // len(FILLER) + 2))[start:start + n_fill]
         depth = rng.random() if depth is None else depth
         if not 0 <= depth <= 1:
-            raise ValueError(f"depth must be in [0, 1], got {depth}")
+            raise InvalidValue(f"depth must be in [0, 1], got {depth}")
         cut = int(round(depth * n_fill))
         return filler[:cut] + self.KEY + key + b". " + filler[cut:] + self.ASK, key
 

@@ -169,14 +169,15 @@ def summarize(results):
     from ..tasks import get_task
     T = results["T_train"]
     seeds = results["config"]["seeds"]
-    if results.get("records"):
+    if results["config"].get("language_models", True):
         lines = [f"# tinype lab: {results['config']['preset']} preset, T_train = {T}, seeds {seeds}",
                  "", f"Corpus {results['corpus']} (sha256 {results['corpus_sha256'][:12]}...), validation split. "
                  f"Perplexity = exp(mean NLL in nats per byte); n/a: the encoding cannot run at that length.", ""]
     else:
         lines = [f"# tinype lab: the task protocol, task preset {results.get('task_preset')}, seeds {seeds}", "",
                  "No language models in this run (--tasks-only): the task protocol alone.", ""]
-    for proto, label in results.get("protocols", PROTOCOLS).items() if results.get("records") else ():
+    for proto, label in results.get("protocols", PROTOCOLS).items() if results["config"].get("language_models", True) \
+            else ():
         tab = table(results, proto)
         Ls = sorted({L for by_L in tab.values() for L in by_L})
         if proto == "beyond":

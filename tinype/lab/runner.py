@@ -68,8 +68,9 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
         train_cfg = replace(train_cfg, steps=cfg.steps, warmup=min(train_cfg.warmup, cfg.steps // 10))
     corpus = corpus or Corpus.default()
     T = model_cfg.T_train
-    source_window_check(corpus, T)
-    _check_lengths(corpus, T, cfg)
+    if cfg.language_models:                                       # --tasks-only: no corpus windows
+        source_window_check(corpus, T)
+        _check_lengths(corpus, T, cfg)
     plans = tasklab.task_plans(cfg.tasks, cfg.task_preset, cfg.task_steps, cfg.task_examples,
                                max(cfg.task_factors) if cfg.task_factors else 4, base_train=train_cfg)
     # the extension may fine-tune task models too (lab.extend picks the ones it uses) when they have
@@ -188,7 +189,8 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
     if ext is not None:
         results["extend"] = ext
     write_json(os.path.join(cfg.out, "results.json"), results)
-    write_csv(os.path.join(cfg.out, "results.csv"), records)
+    if cfg.language_models:
+        write_csv(os.path.join(cfg.out, "results.csv"), records)
     summary = summarize(results)
     if task_records:
         summary += "\n" + tasklab.outputs(task_records, cfg.out)        # tasks.csv, tasks.png, their section

@@ -98,6 +98,8 @@ class LabConfig:
             raise LabError(f"--task-preset {self.task_preset!r}: available {', '.join(sorted(TASK_PRESETS))}")
         self.tasks = [get_task(t).name for t in self.tasks]        # unknown names fail here
         _no_repeats("tasks", self.tasks, "--tasks")
+        if not isinstance(self.language_models, bool):
+            raise LabError(f"LabConfig.language_models must be True or False, got {self.language_models!r}")
         if not self.language_models and not self.tasks:
             raise LabError("--tasks-only needs --tasks: name the tasks to train, e.g. --tasks copy,reverse")
         if not self.language_models and self.extend is not None:
