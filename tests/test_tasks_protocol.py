@@ -286,7 +286,7 @@ def test_plans_follow_the_preset():
         assert lo == task.smallest and task.length(hi) - 1 <= plan.model_cfg.T_train
         assert max(plan.sizes) >= 4 * hi - 1 and hi in plan.sizes and plan.train_cfg.steps == 7
     assert plans["copy"].model_cfg.T_train == 21 and plans["passkey"].examples_per_depth() == 4
-    assert plans["copy"].source.task.start == b"^" and not hasattr(plans["passkey"].source.task, "start")
+    assert plans["copy"].source.task.start == b"^" and plans["passkey"].source.task.start == b""
     assert tasklab.task_plans(["copy"])["copy"].examples == 385
     with pytest.raises(ValueError, match="unknown task preset"):
         tasklab.task_plans(["copy"], preset="huge")

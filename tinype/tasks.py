@@ -39,6 +39,7 @@ class Task:
     """A family of (prompt, answer) examples indexed by an integer size."""
     name = None
     unit = "letters"                      # what a size counts
+    start = b""                           # a byte before every prompt (WithStart sets one)
     smallest = 1
     steps = 2000                          # training steps the quick model needs to learn it at T_train
     depths = (None,)                      # the depths it is tested at (passkey: where the key sits)
@@ -291,7 +292,7 @@ class TaskSet:
             spec += f" v2 largest {self.largest}"
         if self.task.name in ("addition", "addition_scratch"):
             spec += " operands least significant digit first"
-        if getattr(self.task, "start", None):
+        if self.task.start:
             spec += f" start {self.task.start!r}"
         self.sha256 = hashlib.sha256(spec.encode()).hexdigest()
 

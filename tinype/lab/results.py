@@ -169,15 +169,15 @@ def summarize(results):
     from ..tasks import get_task
     T = results["T_train"]
     seeds = results["config"]["seeds"]
-    if results["config"].get("language_models", True):
+    language_models = results["config"].get("language_models", True)
+    if language_models:
         lines = [f"# tinype lab: {results['config']['preset']} preset, T_train = {T}, seeds {seeds}",
                  "", f"Corpus {results['corpus']} (sha256 {results['corpus_sha256'][:12]}...), validation split. "
                  f"Perplexity = exp(mean NLL in nats per byte); n/a: the encoding cannot run at that length.", ""]
     else:
         lines = [f"# tinype lab: the task protocol, task preset {results.get('task_preset')}, seeds {seeds}", "",
                  "No language models in this run (--tasks-only): the task protocol alone.", ""]
-    for proto, label in results.get("protocols", PROTOCOLS).items() if results["config"].get("language_models", True) \
-            else ():
+    for proto, label in results.get("protocols", PROTOCOLS).items() if language_models else ():
         tab = table(results, proto)
         Ls = sorted({L for by_L in tab.values() for L in by_L})
         if proto == "beyond":

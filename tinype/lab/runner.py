@@ -88,8 +88,8 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
 
     # what to train, each with its key; a folder holding another key is a conflict
     train_keys, train_jobs, conflicts = {}, [], []
-    sources = [(None, corpus, model_cfg, train_cfg, os.path.join(cfg.out, "train"))] * cfg.language_models + \
-        [(t, p.source, p.model_cfg, p.train_cfg, os.path.join(cfg.out, "tasks", t)) for t, p in plans.items()]
+    sources = [(None, corpus, model_cfg, train_cfg, os.path.join(cfg.out, "train"))] if cfg.language_models else []
+    sources += [(t, p.source, p.model_cfg, p.train_cfg, os.path.join(cfg.out, "tasks", t)) for t, p in plans.items()]
     for task, source, mbase, tcfg, folder in sources:
         for name, seed in trainings(cfg):
             mcfg, scfg = replace(mbase, pe=name), replace(tcfg, seed=seed)
@@ -147,7 +147,7 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
         for rec in _run(executor, lab_jobs.eval_job, eval_jobs, "lab: evaluating", progress, parallel):
             records[rec["pe"], rec["seed"]] = rec
             log(f"lab: evaluated {rec['pe']} seed {rec['seed']} in {rec['eval_seconds']:.0f} s")
-        records = [records[k] for k in ((pe, s) for pe in cfg.pes for s in cfg.seeds) if k in records]
+        records = [records[pe, s] for pe in cfg.pes for s in cfg.seeds] if cfg.language_models else []
 
         task_records, eval_jobs = {}, []
         for task, plan in plans.items():

@@ -162,7 +162,7 @@ def task_plans(tasks, preset="paper", steps=None, examples=None, sizes_factor=4,
 def eval_fields(plan, pe, train_key, eval_seed):
     """The key fields of one test (of the checkpoint with train_key, under encoding pe)."""
     task = plan.source.task
-    start = {"start": task.start.decode("latin-1")} if getattr(task, "start", None) else {}
+    start = {"start": task.start.decode("latin-1")} if task.start else {}
     return {"kind": "task_eval", "format": RESULT_FORMAT, "protocol": "issue17-v1", "train_key": train_key,
             **pe_identity(pe), "task": task.name, "task_sha256": plan.source.sha256,
             "T_train": plan.model_cfg.T_train, "train_sizes": list(plan.train_sizes),
