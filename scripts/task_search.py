@@ -6,7 +6,8 @@
         head, and the attention that each answer query pays to the key digit it must copy.
     python scripts/task_search.py search --task copy --pe nope,rope,alibi --N 10 --start --layers 4 --steps 3000
         Train one (task, encoding) model per encoding with the given budget, and print the exact
-        match at the training sizes (and beyond) with the wall time: one line per model.
+        match at the training sizes (and beyond) with the wall time: one line per model. An
+        encoding may carry options: --pe randomized_rope/L_max=40/eval_positions=range
 
 Run heavy invocations under the CPU lock:  flock /tmp/tinype-cpu.lock python scripts/task_search.py ...
 Every number printed is measured in that run; nothing is read back from earlier runs.
@@ -118,6 +119,21 @@ def cmd_kerple(args):
                      init="authors" if mod == "authors" else mod or "ones", freeze_pe=mod == "frozen", clamp=clamp)
 
 
+def pe_spec(spec):
+    """"randomized_rope/L_max=20/eval_positions=range" -> ("randomized_rope", {"L_max": 20, ...})."""
+    pe, *opts = spec.split("/")
+    options = {}
+    for opt in opts:
+        k, _, v = opt.partition("=")
+        for cast in (int, float, str):
+            try:
+                options[k] = cast(v)
+                break
+            except ValueError:
+                pass
+    return pe, options
+
+
 def cmd_search(args):
     """One model per encoding: the task with training sizes smallest..--N (default: what fits --T),
     a window as long as the longest training example, then exact match (greedy, a scratchpad
@@ -131,8 +147,9 @@ def cmd_search(args):
                          + (f" to T + 1 = {args.T + 1}" if task.name == "passkey" else ""))
     T = task.length(N) - 1 if task.name != "passkey" else args.T
     model_cfg = ModelConfig(n_layer=args.layers, d_model=args.width, n_head=args.heads, T_train=T)
-    for pe in args.pe.split(","):
-        mcfg = replace(model_cfg, pe=pe)
+    for spec in args.pe.split(","):
+        pe, options = pe_spec(spec)
+        mcfg = replace(model_cfg, pe=pe, pe_options=options)
         tcfg = TrainConfig(batch_size=args.batch, steps=args.steps, lr=args.lr,
                            warmup=min(100, args.steps // 10), seed=args.seed, eval_every=0, ckpt_every=0)
         t0 = time.time()
@@ -147,7 +164,7 @@ def cmd_search(args):
                 continue
             examples = [task.example(rng, s) for _ in range(args.n)]
             acc[s] = round(float(graded_correct(res.model, task, examples).mean()), 3)
-        print(json.dumps({"task": task.name, "start": args.start, "pe": pe, "steps": args.steps, "lr": args.lr,
+        print(json.dumps({"task": task.name, "start": args.start, "pe": spec, "steps": args.steps, "lr": args.lr,
                           "batch": args.batch, "model": f"{args.layers}x{args.width}h{args.heads}T{T}",
                           "train_sizes": [task.smallest, N], "seed": args.seed,
                           "final_loss": round(res.history[-1]["loss"], 4), "wall_s": round(wall, 1),

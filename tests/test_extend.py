@@ -164,6 +164,33 @@ def test_passkey_models_are_extended_too_when_the_lab_trains_them(tmp_path, corp
     assert "Passkey models (the lab's --tasks passkey trainings) fine-tuned" in summary
 
 
+def test_a_passkey_model_of_its_own_shape_and_start_byte_is_extended_as_trained(tmp_path, corpus, monkeypatch):
+    from tinype.lab import tasklab
+    from tinype.tasks import START, TaskSet, get_task
+    own = tasklab.TaskPreset(largest=65, steps=2, T_train=64, n_layer=1, start=START)
+    monkeypatch.setitem(tasklab.TASK_PRESETS["paper"], "passkey", own)
+    out = str(tmp_path / "t")
+    results, _ = run_lab(config(out, pes=["rope"], tasks=["passkey"], task_steps=2, task_examples=1,
+                                finetune_steps=[0, 1], extend_methods=["rope_pi"]),
+                         progress=False, log=lambda *_: None, corpus=corpus)
+    model, meta = load_model(snapshot_path(os.path.join(out, "extend", "F2", "passkey", "rope_pi-s0"), 1))
+    assert model.config.n_layer == 1 and model.config.pe == "rope_pi"                 # the passkey model's shape
+    key = json.load(open(os.path.join(out, "extend", "F2", "passkey", "rope_pi-s0", "key.json")))
+    assert key["key_fields"]["corpus_sha256"] == TaskSet(get_task("passkey", START)).sha256 != TaskSet("passkey").sha256
+    assert [r["key_fields"].get("start") for r in results["extend"]["task_records"]] == ["^", "^"]
+
+
+def test_passkey_models_of_another_window_are_not_extended_and_the_log_says_so(tmp_path, corpus, monkeypatch):
+    from tinype.lab import tasklab
+    monkeypatch.setitem(tasklab.TASK_PRESETS["paper"], "passkey", tasklab.TaskPreset(largest=33, steps=2, T_train=32))
+    logs = []
+    results, _ = run_lab(config(str(tmp_path / "t"), pes=["rope"], tasks=["passkey"], task_steps=2, task_examples=1,
+                                finetune_steps=[0, 1], extend_methods=["rope_pi"]),
+                         progress=False, log=logs.append, corpus=corpus)
+    assert results["extend"]["task_records"] == []
+    assert any("passkey models are not fine-tuned" in m and "T_train = 32" in m for m in logs)
+
+
 def test_an_interrupted_extension_resumes_to_the_same_weights(ext_run, tmp_path, corpus, monkeypatch):
     import shutil
     import sys

@@ -127,7 +127,8 @@ def plan(cfg, model_cfg, train_cfg, corpus, train_keys, seeds, log, task_cfgs=No
     """(fine-tune jobs to run, every fine-tune's description, conflicts) for the methods that run.
 
     With the passkey task in the lab (--tasks passkey), each method's passkey model is fine-tuned too,
-    on passkey examples up to F x T_train (train-on-passkey-then-extend), into extend/F<F>/passkey/."""
+    in its own shape, on passkey examples up to F x T_train (train-on-passkey-then-extend), into
+    extend/F<F>/passkey/. task_cfgs: {task: (ModelConfig, TrainConfig)} of the task models it may use."""
     from ..tasks import TaskSet
     trained = {name for (task, name, _seed) in train_keys if task is None}
     run, skipped = methods(cfg, trained)
@@ -135,14 +136,16 @@ def plan(cfg, model_cfg, train_cfg, corpus, train_keys, seeds, log, task_cfgs=No
         log(f"lab: extend: {m} skipped: it fine-tunes the {METHODS[m][0]} training, which --pe does not include")
     T = model_cfg.T_train
     folder = os.path.join(cfg.out, "extend", f"F{cfg.extend}")
-    sources = [(None, corpus, train_cfg, os.path.join(cfg.out, "train"), folder)]
-    if "passkey" in cfg.tasks and task_cfgs:
-        sources.append(("passkey", TaskSet("passkey"), task_cfgs["passkey"],
+    sources = [(None, corpus, model_cfg, train_cfg, os.path.join(cfg.out, "train"), folder)]
+    if "passkey" in cfg.tasks and task_cfgs and "passkey" in task_cfgs:
+        pk_model, pk_train, pk_task = task_cfgs["passkey"]      # the task as trained (its start byte)
+        sources.append(("passkey", TaskSet(pk_task), pk_model, pk_train,
                         os.path.join(cfg.out, "tasks", "passkey"), os.path.join(folder, "passkey")))
     runs, jobs, conflicts = [], [], []
-    for (task, source_data, source_cfg, trained_in, ft_folder), method in ((src, m) for src in sources for m in run):
+    for (task, source_data, source_model, source_cfg, trained_in, ft_folder), method in \
+            ((src, m) for src in sources for m in run):
         base = METHODS[method][0]
-        mcfg, tcfg, context = finetune_configs(cfg, model_cfg, source_cfg, method)
+        mcfg, tcfg, context = finetune_configs(cfg, source_model, source_cfg, method)
         for seed in seeds:
             tkey = train_keys[task, base, seed]
             source = os.path.join(trained_in, folder_name(base, seed), CKPT_NAME)
@@ -156,7 +159,8 @@ def plan(cfg, model_cfg, train_cfg, corpus, train_keys, seeds, log, task_cfgs=No
             key = {"key": run_key(fields), "fields": fields}
             run_dir = os.path.join(ft_folder, f"{method}-s{seed}")
             state, diffs = finetune_state(run_dir, key, cfg.finetune_steps)
-            desc = {"method": method, "seed": seed, "run_dir": run_dir, "key": key, "task": task}
+            desc = {"method": method, "seed": seed, "run_dir": run_dir, "key": key, "task": task,
+                    "start": source_data.task.start if task else b""}
             runs.append(desc)
             if state == "other":
                 conflicts.append((run_dir, diffs))
@@ -229,6 +233,8 @@ def eval_plan(cfg, runs, corpus, val_sha, T, log):
                 fields = {"kind": "finetune_task_eval", "format": RESULT_FORMAT, "finetune_key": run["key"]["key"],
                           "step": step, "task": "passkey", "sizes": [L + 1 for L in lengths(cfg, T)],
                           "depths": list(task.depths), "examples": cfg.task_examples, "eval_seed": TASK_EVAL_SEED}
+                if run["start"]:
+                    fields["start"] = run["start"].decode("latin-1")
                 extra = {}
             else:                                   # a language model: perplexity and passkey likelihood
                 fields = {"kind": "finetune_eval", "format": RESULT_FORMAT, "finetune_key": run["key"]["key"],
@@ -266,9 +272,10 @@ def other_keys(examples, size, k):
     return out
 
 
-def passkey_examples(size, n, depths=DEPTHS):
-    """The lab's passkey test examples at one size: n per depth, seeded like task_eval_job."""
-    task = get_task("passkey")
+def passkey_examples(size, n, depths=DEPTHS, start=b""):
+    """The lab's passkey test examples at one size: n per depth, seeded like task_eval_job; start:
+    the start byte before every prompt (the task preset's, tasks.WithStart), b"" for none."""
+    task = get_task("passkey", start)
     out = {}
     for k, depth in enumerate(depths):
         rng = np.random.default_rng([TASK_EVAL_SEED, size, k])
@@ -302,7 +309,8 @@ def task_eval_job(job):
             acc[str(size)] = None
             continue
         acc[str(size)] = {str(d): task_accuracy(model, ex)
-                          for d, ex in passkey_examples(size, cfg["examples"], cfg["depths"]).items()}
+                          for d, ex in passkey_examples(size, cfg["examples"], cfg["depths"],
+                                                        cfg.get("start", "").encode("latin-1")).items()}
     rec = {"method": job["method"], "seed": job["seed"], "step": cfg["step"], "task": "passkey", "key": job["key"],
            "key_fields": cfg, "accuracy": acc, "eval_seconds": time.time() - t1}
     write_json(job["path"], rec)
