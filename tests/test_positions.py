@@ -257,6 +257,12 @@ def test_randomized_positions():
     assert np.all(np.diff(p) > 0) and p.min() >= 0 and p.max() < 128
     assert not np.array_equal(p, pe.positions(16, train=True, rng=rng))
     np.testing.assert_array_equal(pe.positions(40), pe.positions(40))   # evaluation is reproducible
+    # a window shorter than T_train gets what it gets in training: the first t of T_train positions
+    full = pe.positions(16)
+    np.testing.assert_array_equal(pe.positions(5), full[:5])
+    assert full[4] < 0.6 * 128                      # not 5 positions spread over the whole [0, L_max)
+    longer = pe.positions(40)
+    assert len(longer) == 40 and np.all(np.diff(longer) > 0) and longer.max() < 128 and longer[39] > 100
     with pytest.raises(ValueError, match="cannot hold"):
         pe.check_length(129)
     learned = setup_pe("randomized_learned")
