@@ -153,7 +153,7 @@ def test_passkey_models_are_extended_too_when_the_lab_trains_them(tmp_path, corp
                                progress=False, log=lambda *_: None, corpus=corpus)
     ext = results["extend"]
     assert [(r["method"], r["step"]) for r in ext["task_records"]] == [("rope_pi", 0), ("rope_pi", 1)]
-    assert sorted(ext["task_records"][0]["accuracy"]) == ["129", "257", "65"]        # 1, F, 2F x T_train + 1
+    assert sorted(ext["task_records"][0]["accuracy"]) == ["128", "256", "64"]   # ^ + 64, 128, 256 bytes + 1
     model, meta = load_model(snapshot_path(os.path.join(out, "extend", "F2", "passkey", "rope_pi-s0"), 0))
     src, _ = load_model(os.path.join(out, "tasks", "passkey", "rope-s0", "ckpt.npz"))
     for k, v in src.parameters().items():
@@ -167,17 +167,20 @@ def test_passkey_models_are_extended_too_when_the_lab_trains_them(tmp_path, corp
 def test_a_passkey_model_of_its_own_shape_and_start_byte_is_extended_as_trained(tmp_path, corpus, monkeypatch):
     from tinype.lab import tasklab
     from tinype.tasks import START, TaskSet, get_task
-    own = tasklab.TaskPreset(largest=65, steps=2, T_train=64, n_layer=1, start=START)
+    own = tasklab.TaskPreset(largest=64, steps=2, T_train=64, n_layer=1, start=START)
     monkeypatch.setitem(tasklab.TASK_PRESETS["paper"], "passkey", own)
     out = str(tmp_path / "t")
-    results, _ = run_lab(config(out, pes=["rope"], tasks=["passkey"], task_steps=2, task_examples=1,
-                                finetune_steps=[0, 1], extend_methods=["rope_pi"]),
-                         progress=False, log=lambda *_: None, corpus=corpus)
+    results, summary = run_lab(config(out, pes=["rope"], tasks=["passkey"], task_steps=2, task_examples=1,
+                                      finetune_steps=[0, 1], extend_methods=["rope_pi"]),
+                               progress=False, log=lambda *_: None, corpus=corpus)
     model, meta = load_model(snapshot_path(os.path.join(out, "extend", "F2", "passkey", "rope_pi-s0"), 1))
     assert model.config.n_layer == 1 and model.config.pe == "rope_pi"                 # the passkey model's shape
     key = json.load(open(os.path.join(out, "extend", "F2", "passkey", "rope_pi-s0", "key.json")))
     assert key["key_fields"]["corpus_sha256"] == TaskSet(get_task("passkey", START)).sha256 != TaskSet("passkey").sha256
-    assert [r["key_fields"].get("start") for r in results["extend"]["task_records"]] == ["^", "^"]
+    records = results["extend"]["task_records"]
+    assert [r["key_fields"].get("start") for r in records] == ["^", "^"]
+    assert sorted(records[0]["accuracy"]) == ["128", "256", "64"]       # with ^: 65, 129, 257 bytes, 64.. read
+    assert "| 64 B | 128 B | 256 B |" in summary
 
 
 def test_passkey_models_of_another_window_are_not_extended_and_the_log_says_so(tmp_path, corpus, monkeypatch):

@@ -280,13 +280,14 @@ def test_tables_ranks_and_randomized_gain_by_hand(tmp_path):
 
 def test_plans_follow_the_preset():
     plans = tasklab.task_plans(list(TASKS), steps=7, examples=20)
-    for name, plan in plans.items():
-        task = get_task(name)
+    for plan in plans.values():
+        task = plan.source.task
         lo, hi = plan.train_sizes
         assert lo == task.smallest and task.length(hi) - 1 <= plan.model_cfg.T_train
         assert max(plan.sizes) >= 4 * hi - 1 and hi in plan.sizes and plan.train_cfg.steps == 7
     assert plans["copy"].model_cfg.T_train == 21 and plans["passkey"].examples_per_depth() == 4
-    assert plans["copy"].source.task.start == b"^" and plans["passkey"].source.task.start == b""
+    assert plans["copy"].source.task.start == b"^" == plans["passkey"].source.task.start
+    assert plans["passkey"].model_cfg.n_layer == 4 and plans["passkey"].train_sizes == (20, 64)
     assert tasklab.task_plans(["copy"])["copy"].examples == 385
     with pytest.raises(ValueError, match="unknown task preset"):
         tasklab.task_plans(["copy"], preset="huge")

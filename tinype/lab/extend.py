@@ -231,7 +231,8 @@ def eval_plan(cfg, runs, corpus, val_sha, T, log):
         for step in cfg.finetune_steps:
             if run["task"] == "passkey":            # a passkey model: exact match at each length
                 fields = {"kind": "finetune_task_eval", "format": RESULT_FORMAT, "finetune_key": run["key"]["key"],
-                          "step": step, "task": "passkey", "sizes": [L + 1 for L in lengths(cfg, T)],
+                          "step": step, "task": "passkey",     # sizes whose examples fill L bytes + 1
+                          "sizes": [L + 1 - len(run["start"]) for L in lengths(cfg, T)],
                           "depths": list(task.depths), "examples": cfg.task_examples, "eval_seed": TASK_EVAL_SEED}
                 if run["start"]:
                     fields["start"] = run["start"].decode("latin-1")
@@ -357,7 +358,7 @@ def task_csv_rows(task_records):
     rows = []
     for r in task_records:
         for size, cell in r["accuracy"].items():
-            L = int(size) - 1
+            L = int(size) - 1 + len(r["key_fields"].get("start", ""))       # the start byte is read too
             if cell is None:
                 rows.append([r["method"], r["seed"], r["step"], L, "passkey_task", None, None, None])
                 continue
@@ -502,10 +503,11 @@ def summary(ext, lab_table=None):
                                         + (f" (in-distribution {ref:.2f})" if ref is not None else "")))
     if ext.get("task_records"):
         sizes = sorted({int(k) for r in ext["task_records"] for k in r["accuracy"]})
+        read = 1 - len(ext["task_records"][0]["key_fields"].get("start", ""))    # size - read: bytes read
         lines += ["", f"Passkey models (the lab's --tasks passkey trainings) fine-tuned the same way on passkey "
                   f"examples of up to {T * F + 1} bytes: exact-match accuracy (%), averaged over the key depths "
                   f"and seeds:", "",
-                  "| method | steps | " + " | ".join(f"{n - 1} B" for n in sizes) + " |",
+                  "| method | steps | " + " | ".join(f"{n - read} B" for n in sizes) + " |",
                   "|---|---|" + "---|" * len(sizes)]
         cells = {}
         for r in ext["task_records"]:
