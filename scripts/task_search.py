@@ -124,13 +124,16 @@ def pe_spec(spec):
     pe, *opts = spec.split("/")
     options = {}
     for opt in opts:
-        k, _, v = opt.partition("=")
-        for cast in (int, float, str):
-            try:
-                options[k] = cast(v)
-                break
-            except ValueError:
-                pass
+        k, eq, v = opt.partition("=")
+        if not k or not eq or not v:
+            raise SystemExit(f"--pe {spec}: options are written name=value, got {opt!r}")
+        options[k] = {"true": True, "false": False}.get(v.lower(), v)
+        for cast in (int, float):
+            if isinstance(options[k], str):
+                try:
+                    options[k] = cast(v)
+                except ValueError:
+                    pass
     return pe, options
 
 
@@ -142,9 +145,9 @@ def cmd_search(args):
     from tinype.train import train
     task = get_task(args.task, b"^" if args.start else None)
     N = args.N if args.N is not None else task.largest(args.T)
-    if N < task.smallest or (task.name == "passkey" and N > args.T + 1):
+    if N < task.smallest or (task.name == "passkey" and N > task.largest(args.T)):
         raise SystemExit(f"--N {N}: {task.name} sizes run from {task.smallest}"
-                         + (f" to T + 1 = {args.T + 1}" if task.name == "passkey" else ""))
+                         + (f" to {task.largest(args.T)} in a window of {args.T}" if task.name == "passkey" else ""))
     T = task.length(N) - 1 if task.name != "passkey" else args.T
     model_cfg = ModelConfig(n_layer=args.layers, d_model=args.width, n_head=args.heads, T_train=T)
     for spec in args.pe.split(","):

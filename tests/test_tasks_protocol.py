@@ -293,6 +293,15 @@ def test_plans_follow_the_preset():
         tasklab.task_plans(["copy"], preset="huge")
 
 
+def test_a_randomized_encodings_test_key_names_its_test_positions():
+    """Randomized positions are tested on the training draw since eval_positions_version 2: a test
+    record made before must not be reused, and every other encoding's key stays as it was."""
+    plan = tasklab.task_plans(["copy"], steps=3, examples=4)["copy"]
+    assert tasklab.eval_fields(plan, "randomized_rope", "k", 2024)["eval_positions"] == 2
+    assert tasklab.eval_fields(plan, "randomized_sinusoidal+logn", "k", 2024)["eval_positions"] == 2
+    assert "eval_positions" not in tasklab.eval_fields(plan, "rope", "k", 2024)
+
+
 @pytest.mark.parametrize("pes", [("alibi", "learned")])
 def test_plan_to_csv_through_the_lab_jobs(tmp_path, pes):
     """The lab's plumbing without the runner: a 3-step training per encoding (lab.jobs.train_job),

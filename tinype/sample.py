@@ -2,8 +2,8 @@
 
 Each layer keeps the keys and values of the bytes read so far (tinype.kvcache), so a new byte costs
 one query against them instead of a forward pass over the whole context. Where an encoding cannot
-go on with a cache (learned positions past their table; randomized positions drawn anew for each
-length) generate() says so once and goes on by recomputing: a sliding window of the last
+go on with a cache (learned positions past their table; randomized positions, drawn anew for each
+length past T_train) generate() says so once and goes on by recomputing: a sliding window of the last
 max_positions bytes for a fixed table, the whole context otherwise.
 """
 from __future__ import annotations

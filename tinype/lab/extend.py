@@ -305,7 +305,7 @@ def task_eval_job(job):
     acc = {}
     for size in cfg["sizes"]:
         try:
-            model.pe.check_length(size - 1)
+            model.pe.check_length(size - 1 + len(cfg.get("start", "")))
         except ValueError:
             acc[str(size)] = None
             continue
@@ -503,11 +503,11 @@ def summary(ext, lab_table=None):
                                         + (f" (in-distribution {ref:.2f})" if ref is not None else "")))
     if ext.get("task_records"):
         sizes = sorted({int(k) for r in ext["task_records"] for k in r["accuracy"]})
-        read = 1 - len(ext["task_records"][0]["key_fields"].get("start", ""))    # size - read: bytes read
+        offset = 1 - len(ext["task_records"][0]["key_fields"].get("start", ""))  # size - offset: bytes read
         lines += ["", f"Passkey models (the lab's --tasks passkey trainings) fine-tuned the same way on passkey "
                   f"examples of up to {T * F + 1} bytes: exact-match accuracy (%), averaged over the key depths "
                   f"and seeds:", "",
-                  "| method | steps | " + " | ".join(f"{n - read} B" for n in sizes) + " |",
+                  "| method | steps | " + " | ".join(f"{n - offset} B" for n in sizes) + " |",
                   "|---|---|" + "---|" * len(sizes)]
         cells = {}
         for r in ext["task_records"]:

@@ -169,7 +169,18 @@ def eval_fields(plan, pe, train_key, eval_seed):
             **pe_identity(pe), "task": task.name, "task_sha256": plan.source.sha256,
             "T_train": plan.model_cfg.T_train, "train_sizes": list(plan.train_sizes),
             "sizes": [int(s) for s in plan.sizes], "depths": list(task.depths),
-            "examples": plan.examples_per_depth(), "eval_seed": eval_seed, "grading": "greedy-graded", **start}
+            "examples": plan.examples_per_depth(), "eval_seed": eval_seed, "grading": "greedy-graded", **start,
+            **eval_positions_identity(pe)}
+
+
+def eval_positions_identity(pe):
+    """{"eval_positions": version} for an encoding whose test-time positions changed since the first
+    version (randomized positions: a short window gets the training draw), else {}: a test made
+    under the old positions is then redone, and every other test record keeps its key."""
+    from ..positions import get
+    parts = getattr(get(pe), "parts", None) or [get(pe)]
+    versions = sorted({getattr(p, "eval_positions_version", 1) for p in parts} - {1})
+    return {"eval_positions": versions[-1]} if versions else {}
 
 
 # grading ------------------------------------------------------------------------------------------
