@@ -123,6 +123,17 @@ def check(cfg, corpus, T):
                        f"the training split of {corpus.name} ({len(corpus.train):,} bytes)")
 
 
+def task_sources(cfg, plans, T, log):
+    """{task: (ModelConfig, TrainConfig, Task)} of the lab's task models the extension may fine-tune:
+    each in its own shape, when trained at the language models' window T (the extension's lengths
+    are multiples of it); a passkey model of another window is left out, and the log says so."""
+    sources = {t: (p.model_cfg, p.train_cfg, p.source.task) for t, p in plans.items() if p.model_cfg.T_train == T}
+    if cfg.extend and "passkey" in plans and "passkey" not in sources:
+        log(f"lab: extend: the passkey models are not fine-tuned: they were trained at T_train = "
+            f"{plans['passkey'].model_cfg.T_train}, the language models at {T}")
+    return sources
+
+
 def plan(cfg, model_cfg, train_cfg, corpus, train_keys, seeds, log, task_cfgs=None):
     """(fine-tune jobs to run, every fine-tune's description, conflicts) for the methods that run.
 

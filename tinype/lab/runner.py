@@ -73,13 +73,8 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
         _check_lengths(corpus, T, cfg)
     plans = tasklab.task_plans(cfg.tasks, cfg.task_preset, cfg.task_steps, cfg.task_examples,
                                max(cfg.task_factors) if cfg.task_factors else 4, base_train=train_cfg)
-    # the extension may fine-tune task models too (lab.extend picks the ones it uses), each in its own
-    # shape, when they were trained at the language models' window (its lengths are multiples of it)
-    ext_task_cfgs = {t: (p.model_cfg, p.train_cfg, p.source.task) for t, p in plans.items()
-                     if p.model_cfg.T_train == T}
-    if cfg.extend and "passkey" in plans and "passkey" not in ext_task_cfgs:
-        log(f"lab: extend: the passkey models are not fine-tuned: they were trained at T_train = "
-            f"{plans['passkey'].model_cfg.T_train}, the language models at {T}")
+    # the extension may fine-tune task models too (lab.extend picks the ones it uses)
+    ext_task_cfgs = lab_extend.task_sources(cfg, plans, T, log)
     if cfg.extend:
         lab_extend.check(cfg, corpus, T)
         lab_extend.methods(cfg, {name for name, _ in trainings(cfg)})     # no base training: refused now
