@@ -128,12 +128,11 @@ def pe_spec(spec):
         if not k or not eq or not v:
             raise SystemExit(f"--pe {spec}: options are written name=value, got {opt!r}")
         options[k] = {"true": True, "false": False}.get(v.lower(), v)
-        for cast in (int, float):
-            if isinstance(options[k], str):
-                try:
-                    options[k] = cast(v)
-                except ValueError:
-                    pass
+        for cast in (float, int):                # "40" -> 40, "0.5" -> 0.5, "range" stays a string
+            try:
+                options[k] = cast(v)
+            except ValueError:
+                pass
     return pe, options
 
 

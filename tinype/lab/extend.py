@@ -139,7 +139,7 @@ def plan(cfg, model_cfg, train_cfg, corpus, train_keys, seeds, log, task_cfgs=No
 
     With the passkey task in the lab (--tasks passkey), each method's passkey model is fine-tuned too,
     in its own shape, on passkey examples up to F x T_train (train-on-passkey-then-extend), into
-    extend/F<F>/passkey/. task_cfgs: {task: (ModelConfig, TrainConfig)} of the task models it may use."""
+    extend/F<F>/passkey/. task_cfgs: task_sources(), the task models it may use."""
     from ..tasks import TaskSet
     trained = {name for (task, name, _seed) in train_keys if task is None}
     run, skipped = methods(cfg, trained)
@@ -148,7 +148,7 @@ def plan(cfg, model_cfg, train_cfg, corpus, train_keys, seeds, log, task_cfgs=No
     T = model_cfg.T_train
     folder = os.path.join(cfg.out, "extend", f"F{cfg.extend}")
     sources = [(None, corpus, model_cfg, train_cfg, os.path.join(cfg.out, "train"), folder)]
-    if "passkey" in cfg.tasks and task_cfgs and "passkey" in task_cfgs:
+    if "passkey" in (task_cfgs or {}):
         pk_model, pk_train, pk_task = task_cfgs["passkey"]      # the task as trained (its start byte)
         sources.append(("passkey", TaskSet(pk_task), pk_model, pk_train,
                         os.path.join(cfg.out, "tasks", "passkey"), os.path.join(folder, "passkey")))
@@ -242,8 +242,8 @@ def eval_plan(cfg, runs, corpus, val_sha, T, log):
         for step in cfg.finetune_steps:
             if run["task"] == "passkey":            # a passkey model: exact match at each length
                 fields = {"kind": "finetune_task_eval", "format": RESULT_FORMAT, "finetune_key": run["key"]["key"],
-                          "step": step, "task": "passkey",     # sizes whose examples fill L bytes + 1
-                          "sizes": [L + 1 - len(run["start"]) for L in lengths(cfg, T)],
+                          "step": step, "task": "passkey",     # the sizes whose examples fill L inputs
+                          "sizes": [passkey_task(run["start"]).largest(L) for L in lengths(cfg, T)],
                           "depths": list(task.depths), "examples": cfg.task_examples, "eval_seed": TASK_EVAL_SEED}
                 if run["start"]:
                     fields["start"] = run["start"].decode("latin-1")
@@ -284,10 +284,15 @@ def other_keys(examples, size, k):
     return out
 
 
+def passkey_task(start=b""):
+    """The passkey task, with the start byte before every prompt (str or bytes; the task preset's,
+    tasks.WithStart), or without one (empty)."""
+    return get_task("passkey", start.encode("latin-1") if isinstance(start, str) else start)
+
+
 def passkey_examples(size, n, depths=DEPTHS, start=b""):
-    """The lab's passkey test examples at one size: n per depth, seeded like task_eval_job; start:
-    the start byte before every prompt (the task preset's, tasks.WithStart), b"" for none."""
-    task = get_task("passkey", start)
+    """The lab's passkey test examples at one size: n per depth, seeded like task_eval_job."""
+    task = passkey_task(start)
     out = {}
     for k, depth in enumerate(depths):
         rng = np.random.default_rng([TASK_EVAL_SEED, size, k])
@@ -314,15 +319,15 @@ def task_eval_job(job):
     model = _load_snapshot(job)
     t1 = time.time()
     acc = {}
+    task = passkey_task(cfg.get("start", ""))
     for size in cfg["sizes"]:
         try:
-            model.pe.check_length(size - 1 + len(cfg.get("start", "")))
+            model.pe.check_length(task.length(size) - 1)
         except ValueError:
             acc[str(size)] = None
             continue
         acc[str(size)] = {str(d): task_accuracy(model, ex)
-                          for d, ex in passkey_examples(size, cfg["examples"], cfg["depths"],
-                                                        cfg.get("start", "").encode("latin-1")).items()}
+                          for d, ex in passkey_examples(size, cfg["examples"], cfg["depths"], task.start).items()}
     rec = {"method": job["method"], "seed": job["seed"], "step": cfg["step"], "task": "passkey", "key": job["key"],
            "key_fields": cfg, "accuracy": acc, "eval_seconds": time.time() - t1}
     write_json(job["path"], rec)
@@ -368,8 +373,9 @@ def task_csv_rows(task_records):
     over the depths; nll and ppl empty) and 'passkey_task@<depth>', L = the bytes the model reads."""
     rows = []
     for r in task_records:
+        task = passkey_task(r["key_fields"].get("start", ""))
         for size, cell in r["accuracy"].items():
-            L = int(size) - 1 + len(r["key_fields"].get("start", ""))       # the start byte is read too
+            L = task.length(int(size)) - 1                                  # the bytes the model reads
             if cell is None:
                 rows.append([r["method"], r["seed"], r["step"], L, "passkey_task", None, None, None])
                 continue
@@ -514,11 +520,11 @@ def summary(ext, lab_table=None):
                                         + (f" (in-distribution {ref:.2f})" if ref is not None else "")))
     if ext.get("task_records"):
         sizes = sorted({int(k) for r in ext["task_records"] for k in r["accuracy"]})
-        offset = 1 - len(ext["task_records"][0]["key_fields"].get("start", ""))  # size - offset: bytes read
+        task = passkey_task(ext["task_records"][0]["key_fields"].get("start", ""))
         lines += ["", f"Passkey models (the lab's --tasks passkey trainings) fine-tuned the same way on passkey "
                   f"examples of up to {T * F + 1} bytes: exact-match accuracy (%), averaged over the key depths "
                   f"and seeds:", "",
-                  "| method | steps | " + " | ".join(f"{n - offset} B" for n in sizes) + " |",
+                  "| method | steps | " + " | ".join(f"{task.length(n) - 1} B" for n in sizes) + " |",
                   "|---|---|" + "---|" * len(sizes)]
         cells = {}
         for r in ext["task_records"]:

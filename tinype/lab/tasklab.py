@@ -179,9 +179,9 @@ def eval_positions_identity(pe):
     version (randomized positions: a short window gets the training draw), else {}: a test made
     under the old positions is then redone, and every other test record keeps its key."""
     from ..positions import get
-    parts = getattr(get(pe), "parts", None) or [get(pe)]
-    versions = sorted({getattr(p, "eval_positions_version", 1) for p in parts} - {1})
-    return {"eval_positions": versions[-1]} if versions else {}
+    encoding = get(pe)
+    version = max(getattr(p, "eval_positions_version", 1) for p in getattr(encoding, "parts", [encoding]))
+    return {"eval_positions": version} if version != 1 else {}
 
 
 # grading ------------------------------------------------------------------------------------------
