@@ -9,6 +9,12 @@
         match at the training sizes (and beyond) with the wall time: one line per model. An
         encoding may carry options: --pe randomized_rope/L_max=40/eval_positions=range
 
+    python scripts/task_search.py passkey_errors runs/lab/tasks/passkey/nope-s0 [--n 200]
+        Where a passkey model goes wrong: exact match by training size and key depth, the error rate
+        of each answer digit (teacher-forced), and, for every wrong digit, whether it is the digit
+        that follows another occurrence of the previous digit in the key (what a head that matches
+        content, not position, would copy), split by keys with and without a repeated digit.
+
 Run heavy invocations under the CPU lock:  flock /tmp/tinype-cpu.lock python scripts/task_search.py ...
 Every number printed is measured in that run; nothing is read back from earlier runs.
 """
@@ -173,6 +179,67 @@ def cmd_search(args):
                           "acc": acc}), flush=True)
 
 
+def induction_candidates(key, k):
+    """The digits a content-matching copy head could give for answer digit k of key (bytes): the
+    digit after each occurrence of the answer's previous digit key[k-1] in the key. Answer digit 0
+    follows "key?", which matches only "key=": its one candidate is key[0]. More than one distinct
+    candidate means the previous digit alone cannot tell where in the key the answer is."""
+    if k == 0:
+        return {key[0]}
+    return {key[j + 1] for j in range(len(key) - 1) if key[j] == key[k - 1]}
+
+
+def cmd_passkey_errors(args):
+    from tinype.checkpoint import CKPT_NAME, load_model
+    from tinype.lab.tasklab import graded_correct
+    path = os.path.join(args.checkpoint, CKPT_NAME) if os.path.isdir(args.checkpoint) else args.checkpoint
+    model, _ = load_model(path)
+    start = args.start.encode() if args.start else None
+    task = get_task("passkey", start)
+    T = model.config.T_train
+    lo, hi = task.train_sizes(T)
+    sizes = sorted({lo, (lo + hi) // 2, hi})
+    rng = np.random.default_rng(args.seed)
+    n_digits = Passkey.DIGITS
+    by_size, by_depth = {}, {}
+    digit_wrong = np.zeros(n_digits)
+    first = {"with": [0, 0], "without": [0, 0]}       # keys with/without an ambiguous digit: [examples, right]
+    wrong_is_candidate, wrong_total = 0, 0
+    total = 0
+    for size in sizes:
+        for depth in task.depths:
+            ex = [task.example(rng, size, depth) for _ in range(args.n)]
+            ok = graded_correct(model, task, ex)
+            by_size.setdefault(size, []).append(ok.mean())
+            by_depth.setdefault(depth, []).append(ok.mean())
+            x, y = encode_examples(ex)
+            pred = model.forward(x).argmax(axis=-1)
+            for b, (p, a) in enumerate(ex):
+                lp = len(p)
+                got = bytes(pred[b, lp - 1:lp - 1 + len(a)].astype(np.uint8))
+                amb = any(len(induction_candidates(a, k)) > 1 for k in range(n_digits))
+                cell = first["with" if amb else "without"]
+                cell[0] += 1
+                cell[1] += int(got == a)
+                for k in range(n_digits):
+                    if got[k] != a[k]:
+                        digit_wrong[k] += 1
+                        wrong_total += 1
+                        wrong_is_candidate += int(got[k] in induction_candidates(a, k))
+                total += 1
+    print(f"{args.checkpoint}: pe {model.config.pe}, T_train {T}, {args.n} examples per (size, depth)")
+    print("exact match by size:  " + "  ".join(f"{s}: {100 * np.mean(v):.1f}%" for s, v in by_size.items()))
+    print("exact match by depth: " + "  ".join(f"{d}: {100 * np.mean(v):.1f}%" for d, v in by_depth.items()))
+    print("wrong answer digits (teacher-forced), by position: "
+          + "  ".join(f"{k}: {100 * w / total:.1f}%" for k, w in enumerate(digit_wrong)))
+    for name, (n, right) in first.items():
+        print(f"keys {name} a digit whose previous digit has two continuations in the key: {n} examples "
+              f"({100 * n / total:.1f}%), "
+              f"exact match {100 * right / max(n, 1):.1f}%")
+    print(f"wrong digits that are another continuation of the previous digit in the key: "
+          f"{wrong_is_candidate} of {wrong_total} ({100 * wrong_is_candidate / max(wrong_total, 1):.1f}%)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -192,8 +259,13 @@ def main(argv=None):
         p.add_argument("--n", type=int, default=200, help="test examples per size (search)")
         p.add_argument("--N", type=int, default=None, help="largest training size (search; default: what fits --T)")
         p.add_argument("--start", action="store_true", help="begin every prompt with the start byte ^ (search)")
+    p = sub.add_parser("passkey_errors")
+    p.add_argument("checkpoint", help="a passkey checkpoint or its folder (the lab's tasks/passkey/<pe>-s<seed>)")
+    p.add_argument("--n", type=int, default=200, help="examples per (size, depth)")
+    p.add_argument("--start", default="^", help="the prompts' start byte ('' for none; the preset paper's is ^)")
+    p.add_argument("--seed", type=int, default=31)
     args = ap.parse_args(argv)
-    {"kerple": cmd_kerple, "search": cmd_search}[args.cmd](args)
+    {"kerple": cmd_kerple, "search": cmd_search, "passkey_errors": cmd_passkey_errors}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -357,7 +357,9 @@ def cmd_lab(args):
     corpus = Corpus.from_file(args.text) if args.text is not None else Corpus.default()
     what = f"tasks {', '.join(cfg.tasks)} (task preset {cfg.task_preset}), no language models" if args.tasks_only \
         else f"preset {args.preset}, lengths {mults} x T_train"
-    print(f"tinype lab: {len(pes)} encodings x {len(cfg.seeds)} seeds, {what}, backend {kernels.BACKEND}, "
+    n_pe, n_seed = len(pes), len(cfg.seeds)
+    print(f"tinype lab: {n_pe} encoding{'s' * (n_pe != 1)} x {n_seed} seed{'s' * (n_seed != 1)}, {what}, "
+          f"backend {kernels.BACKEND}, "
           f"out {args.out}"
           + (f", Dask scheduler {args.dask}" if args.dask else f", {args.jobs} process(es)" if args.jobs > 1 else ""))
     results, summary = run_lab(cfg, progress=not args.no_progress, corpus=corpus)
