@@ -13,7 +13,9 @@
         Where a passkey model goes wrong: exact match by training size and key depth, the error rate
         of each answer digit (teacher-forced), and, for every wrong digit, whether it is the digit
         that follows another occurrence of the previous digit in the key (what a head that matches
-        content, not position, would copy), split by keys with and without a repeated digit.
+        content, not position, would copy) and whether it is a neighbour of the right one in the key
+        (what a head that reads the right place only roughly would copy), each against the same
+        count for a random wrong digit.
 
 Run heavy invocations under the CPU lock:  flock /tmp/tinype-cpu.lock python scripts/task_search.py ...
 Every number printed is measured in that run; nothing is read back from earlier runs.
@@ -204,7 +206,9 @@ def cmd_passkey_errors(args):
     by_size, by_depth = {}, {}
     digit_wrong = np.zeros(n_digits)
     first = {"with": [0, 0], "without": [0, 0]}       # keys with/without an ambiguous digit: [examples, right]
-    wrong_is_candidate, wrong_total = 0, 0
+    wrong_is_candidate, random_is_candidate, wrong_total = 0, 0, 0
+    offsets = {o: [0, 0] for o in (-2, -1, 1, 2)}     # wrong digit == key[k + o]: [model, a random wrong digit]
+    chance = np.random.default_rng(args.seed + 1)
     total = 0
     for size in sizes:
         for depth in task.depths:
@@ -226,6 +230,12 @@ def cmd_passkey_errors(args):
                         digit_wrong[k] += 1
                         wrong_total += 1
                         wrong_is_candidate += int(got[k] in induction_candidates(a, k))
+                        other = [d for d in b"0123456789" if d != a[k]][int(chance.integers(9))]
+                        random_is_candidate += int(other in induction_candidates(a, k))
+                        for o, cnt in offsets.items():
+                            if 0 <= k + o < n_digits:
+                                cnt[0] += int(a[k + o] == got[k])
+                                cnt[1] += int(a[k + o] == other)
                 total += 1
     print(f"{args.checkpoint}: pe {model.config.pe}, T_train {T}, {args.n} examples per (size, depth)")
     print("exact match by size:  " + "  ".join(f"{s}: {100 * np.mean(v):.1f}%" for s, v in by_size.items()))
@@ -237,7 +247,11 @@ def cmd_passkey_errors(args):
               f"({100 * n / total:.1f}%), "
               f"exact match {100 * right / max(n, 1):.1f}%")
     print(f"wrong digits that are another continuation of the previous digit in the key: "
-          f"{wrong_is_candidate} of {wrong_total} ({100 * wrong_is_candidate / max(wrong_total, 1):.1f}%)")
+          f"{wrong_is_candidate} of {wrong_total} ({100 * wrong_is_candidate / max(wrong_total, 1):.1f}%; "
+          f"a random wrong digit: {100 * random_is_candidate / max(wrong_total, 1):.1f}%)")
+    print("wrong digits equal to the key digit o places away (model / a random wrong digit): "
+          + "  ".join(f"o={o:+d}: {100 * m / max(wrong_total, 1):.1f}% / {100 * r / max(wrong_total, 1):.1f}%"
+                      for o, (m, r) in offsets.items()))
 
 
 def main(argv=None):

@@ -1,5 +1,7 @@
 """Synthetic tasks: well-formed examples, answer-only targets, exact-match grading (the lab path: test_tasks_protocol.py)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,23 @@ def test_taskset_batches_and_validation_are_reproducible():
     assert TaskSet("copy").sha256 == ts.sha256 != TaskSet("reverse").sha256
     with pytest.raises(ValueError, match="fits a window"):
         TaskSet("addition").check_window(4)
+
+
+def _task_search():
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "task_search.py")
+    spec = importlib.util.spec_from_file_location("task_search", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_passkey_induction_candidates():
+    """What a head matching the previous digit's content could copy (scripts/task_search.py passkey_errors)."""
+    cands = _task_search().induction_candidates
+    key = b"71712"
+    assert cands(key, 0) == {ord("7")}                      # after "key?": only "key=" matches
+    assert cands(key, 1) == {ord("1")}                      # after 7: key[1] and key[3] are both 1
+    assert cands(key, 2) == {ord("7"), ord("2")}            # after 1: 7 (key[2]) or 2 (key[4])
+    assert cands(key, 4) == {ord("7"), ord("2")}
+    assert all(len(cands(b"01234", k)) == 1 for k in range(5))
