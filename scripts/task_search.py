@@ -185,13 +185,16 @@ def induction_candidates(key, k):
     """The digits a content-matching copy head could give for answer digit k of key (bytes): the
     digit after each occurrence of the answer's previous digit key[k-1] in the key. Answer digit 0
     follows "key?", which matches only "key=": its one candidate is key[0]. More than one distinct
-    candidate means the previous digit alone cannot tell where in the key the answer is."""
+    candidate means the previous digit alone cannot tell where in the key the answer is. (An
+    occurrence as the key's last digit is followed by ". ", never an answer digit: not counted.)"""
     if k == 0:
         return {key[0]}
     return {key[j + 1] for j in range(len(key) - 1) if key[j] == key[k - 1]}
 
 
 def cmd_passkey_errors(args):
+    if args.n < 1:
+        raise SystemExit(f"--n {args.n}: at least one example per (size, depth)")
     from tinype.checkpoint import CKPT_NAME, load_model
     from tinype.lab.tasklab import graded_correct
     path = os.path.join(args.checkpoint, CKPT_NAME) if os.path.isdir(args.checkpoint) else args.checkpoint
@@ -205,10 +208,11 @@ def cmd_passkey_errors(args):
     n_digits = Passkey.DIGITS
     by_size, by_depth = {}, {}
     digit_wrong = np.zeros(n_digits)
-    first = {"with": [0, 0], "without": [0, 0]}       # keys with/without an ambiguous digit: [examples, right]
+    by_ambiguity = {"with": [0, 0], "without": [0, 0]}   # keys with/without an ambiguous digit: [examples, right]
     wrong_is_candidate, random_is_candidate, wrong_total = 0, 0, 0
-    offsets = {o: [0, 0] for o in (-2, -1, 1, 2)}     # wrong digit == key[k + o]: [model, a random wrong digit]
-    chance = np.random.default_rng(args.seed + 1)
+    # wrong digit == key[k + o]: [wrong digits where key[k + o] exists, the model's matches, the
+    # matches expected of a wrong digit drawn uniformly from the 9 others: 1/9 when key[k + o] != key[k]]
+    offsets = {o: [0, 0, 0.0] for o in (-2, -1, 1, 2)}
     total = 0
     for size in sizes:
         for depth in task.depths:
@@ -222,36 +226,38 @@ def cmd_passkey_errors(args):
                 lp = len(p)
                 got = bytes(pred[b, lp - 1:lp - 1 + len(a)].astype(np.uint8))
                 amb = any(len(induction_candidates(a, k)) > 1 for k in range(n_digits))
-                cell = first["with" if amb else "without"]
+                cell = by_ambiguity["with" if amb else "without"]
                 cell[0] += 1
                 cell[1] += int(got == a)
                 for k in range(n_digits):
                     if got[k] != a[k]:
                         digit_wrong[k] += 1
                         wrong_total += 1
-                        wrong_is_candidate += int(got[k] in induction_candidates(a, k))
-                        other = [d for d in b"0123456789" if d != a[k]][int(chance.integers(9))]
-                        random_is_candidate += int(other in induction_candidates(a, k))
+                        cands = induction_candidates(a, k)
+                        wrong_is_candidate += int(got[k] in cands)
+                        random_is_candidate += len(cands - {a[k]}) / 9
                         for o, cnt in offsets.items():
                             if 0 <= k + o < n_digits:
-                                cnt[0] += int(a[k + o] == got[k])
-                                cnt[1] += int(a[k + o] == other)
+                                cnt[0] += 1
+                                cnt[1] += int(a[k + o] == got[k])
+                                cnt[2] += (a[k + o] != a[k]) / 9
                 total += 1
     print(f"{args.checkpoint}: pe {model.config.pe}, T_train {T}, {args.n} examples per (size, depth)")
     print("exact match by size:  " + "  ".join(f"{s}: {100 * np.mean(v):.1f}%" for s, v in by_size.items()))
     print("exact match by depth: " + "  ".join(f"{d}: {100 * np.mean(v):.1f}%" for d, v in by_depth.items()))
     print("wrong answer digits (teacher-forced), by position: "
           + "  ".join(f"{k}: {100 * w / total:.1f}%" for k, w in enumerate(digit_wrong)))
-    for name, (n, right) in first.items():
+    for name, (n, right) in by_ambiguity.items():
         print(f"keys {name} a digit whose previous digit has two continuations in the key: {n} examples "
               f"({100 * n / total:.1f}%), "
               f"exact match {100 * right / max(n, 1):.1f}%")
     print(f"wrong digits that are another continuation of the previous digit in the key: "
           f"{wrong_is_candidate} of {wrong_total} ({100 * wrong_is_candidate / max(wrong_total, 1):.1f}%; "
           f"a random wrong digit: {100 * random_is_candidate / max(wrong_total, 1):.1f}%)")
-    print("wrong digits equal to the key digit o places away (model / a random wrong digit): "
-          + "  ".join(f"o={o:+d}: {100 * m / max(wrong_total, 1):.1f}% / {100 * r / max(wrong_total, 1):.1f}%"
-                      for o, (m, r) in offsets.items()))
+    print("wrong digits equal to the key digit o places away, among those where it exists (model / a random "
+          "wrong digit; one digit can equal several): "
+          + "  ".join(f"o={o:+d}: {100 * m / max(n, 1):.1f}% / {100 * r / max(n, 1):.1f}% of {n}"
+                      for o, (n, m, r) in offsets.items()))
 
 
 def main(argv=None):

@@ -135,3 +135,4 @@ def test_passkey_induction_candidates():
     assert cands(key, 2) == {ord("7"), ord("2")}            # after 1: 7 (key[2]) or 2 (key[4])
     assert cands(key, 4) == {ord("7"), ord("2")}
     assert all(len(cands(b"01234", k)) == 1 for k in range(5))
+    assert cands(b"12341", 1) == {ord("2")}                 # a last digit is followed by ". ", not a digit

@@ -358,7 +358,7 @@ def cmd_lab(args):
     what = f"tasks {', '.join(cfg.tasks)} (task preset {cfg.task_preset}), no language models" if args.tasks_only \
         else f"preset {args.preset}, lengths {mults} x T_train"
     n_pe, n_seed = len(pes), len(cfg.seeds)
-    print(f"tinype lab: {n_pe} encoding{'s' * (n_pe != 1)} x {n_seed} seed{'s' * (n_seed != 1)}, {what}, "
+    print(f"tinype lab: {n_pe} encoding{'s' if n_pe != 1 else ''} x {n_seed} seed{'s' if n_seed != 1 else ''}, {what}, "
           f"backend {kernels.BACKEND}, "
           f"out {args.out}"
           + (f", Dask scheduler {args.dask}" if args.dask else f", {args.jobs} process(es)" if args.jobs > 1 else ""))
