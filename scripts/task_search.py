@@ -17,6 +17,10 @@
         (what a head that reads the right place only roughly would copy), each against the same
         count for a random wrong digit.
 
+    python scripts/task_search.py rank runs/a/tasks.csv runs/b/tasks.csv ...
+        The lab's mean rank beyond the training range (summary.md) over the tasks of several runs
+        together: each (task, size) ranks the encodings that ran it.
+
 Run heavy invocations under the CPU lock:  flock /tmp/tinype-cpu.lock python scripts/task_search.py ...
 Every number printed is measured in that run; nothing is read back from earlier runs.
 """
@@ -260,6 +264,30 @@ def cmd_passkey_errors(args):
                       for o, (n, m, r) in offsets.items()))
 
 
+def cmd_rank(args):
+    """Mean rank over the tasks of several tasks.csv files (a (task, pe, seed, size) in two files: refused)."""
+    import csv
+
+    from tinype.lab.tasklab import ranks_of_cells
+    cells, ranges, seen = {}, {}, set()
+    for path in args.csv:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                key = (row["task"], row["pe"], row["seed"], int(row["size"]))
+                if key in seen:
+                    raise SystemExit(f"{path}: {key} is in another of the files too")
+                seen.add(key)
+                acc = float(row["accuracy"]) if row["accuracy"] else None
+                cells.setdefault((row["task"], row["pe"]), {}).setdefault(int(row["size"]), []).append(acc)
+                if row["in_range"] == "1":
+                    lo, hi = ranges.get(row["task"], (int(row["size"]), int(row["size"])))
+                    ranges[row["task"]] = (min(lo, int(row["size"])), max(hi, int(row["size"])))
+    ranks = ranks_of_cells(cells, ranges)
+    print(f"mean rank beyond the training range over {', '.join(sorted(ranges))} (1 = best):")
+    for pe, r in sorted(ranks.items(), key=lambda kv: kv[1]):
+        print(f"  {pe:<18} {r:.2f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -284,8 +312,10 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=200, help="examples per (size, depth)")
     p.add_argument("--start", default="^", help="the prompts' start byte ('' for none; the preset paper's is ^)")
     p.add_argument("--seed", type=int, default=31)
+    p = sub.add_parser("rank")
+    p.add_argument("csv", nargs="+", help="tasks.csv files of lab runs")
     args = ap.parse_args(argv)
-    {"kerple": cmd_kerple, "search": cmd_search, "passkey_errors": cmd_passkey_errors}[args.cmd](args)
+    {"kerple": cmd_kerple, "search": cmd_search, "passkey_errors": cmd_passkey_errors, "rank": cmd_rank}[args.cmd](args)
 
 
 if __name__ == "__main__":

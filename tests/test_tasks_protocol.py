@@ -385,3 +385,25 @@ def test_tasks_only_lab_trains_no_language_model(tmp_path):
     plan = tasklab.task_plans(["copy"], steps=2, examples=3)["copy"]
     assert rec["key_fields"]["start"] == plan.source.task.start.decode("latin-1")
     assert rec["lengths"]["10"] == plan.source.task.length(10) - 1
+
+
+def test_rank_of_several_runs_equals_the_labs(tmp_path, capsys):
+    """scripts/task_search.py rank over two runs' tasks.csv gives mean_ranks of their records together."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "task_search.py")
+    spec = importlib.util.spec_from_file_location("task_search", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    a = [_record("copy", "rope", 0, {1: 1.0, 2: 0.8, 3: 0.2, 4: 0.0}),
+         _record("copy", "alibi", 0, {1: 1.0, 2: 1.0, 3: 0.6, 4: 0.1})]
+    b = [_record("copy", "nope", 0, {1: 1.0, 2: 1.0, 3: 0.9, 4: 0.0}),
+         _record("sort", "nope", 0, {1: 1.0, 2: 1.0, 3: 0.5}), _record("sort", "rope", 0, {1: 1.0, 2: 1.0, 3: 0.7})]
+    tasklab.write_csv(str(tmp_path / "a.csv"), a)
+    tasklab.write_csv(str(tmp_path / "b.csv"), b)
+    script.main(["rank", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")])
+    printed = {line.split()[0]: float(line.split()[1]) for line in capsys.readouterr().out.splitlines()[1:]}
+    # copy 3: nope 0.9 > alibi 0.6 > rope 0.2; copy 4: alibi 0.1 > rope = nope 0; sort 3: rope 0.7 > nope 0.5
+    assert printed == pytest.approx(tasklab.mean_ranks(a + b), abs=0.005)           # printed to 2 decimals
+    assert printed == pytest.approx({"nope": (1 + 2.5 + 2) / 3, "alibi": 1.5, "rope": (3 + 2.5 + 1) / 3}, abs=0.005)
+    with pytest.raises(SystemExit, match="in another of the files"):
+        script.main(["rank", str(tmp_path / "a.csv"), str(tmp_path / "a.csv")])

@@ -317,7 +317,12 @@ def split_means(task_records):
 def mean_ranks(task_records):
     """{pe: mean rank} over every (task, test size beyond the training range): rank 1 = the highest
     mean accuracy over seeds, ties share their average rank, n/a counts as 0."""
-    cells, ranges = _cells(task_records)
+    return ranks_of_cells(*_cells(task_records))
+
+
+def ranks_of_cells(cells, ranges):
+    """mean_ranks from {(task, pe): {size: [accuracy per seed]}} and {task: (lo, hi)} (also what
+    scripts/task_search.py rank builds from the tasks.csv of several runs)."""
     pes = sorted({pe for _, pe in cells})
     ranks = {pe: [] for pe in pes}
     for task, (_, hi) in ranges.items():
