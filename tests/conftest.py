@@ -1,3 +1,6 @@
+import importlib.util
+import os
+
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -30,3 +33,13 @@ def tiny_batch():
 
 def tiny_model(seed=1, **overrides):
     return Transformer(tiny_config(**overrides), seed=seed)
+
+
+@pytest.fixture
+def task_search():
+    """scripts/task_search.py as a module (it is a script, not part of the package)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "task_search.py")
+    spec = importlib.util.spec_from_file_location("task_search", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,7 +1,5 @@
 """Synthetic tasks: well-formed examples, answer-only targets, exact-match grading (the lab path: test_tasks_protocol.py)."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -117,18 +115,9 @@ def test_taskset_batches_and_validation_are_reproducible():
         TaskSet("addition").check_window(4)
 
 
-def _task_search():
-    import importlib.util
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "task_search.py")
-    spec = importlib.util.spec_from_file_location("task_search", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_passkey_induction_candidates():
+def test_passkey_induction_candidates(task_search):
     """What a head matching the previous digit's content could copy (scripts/task_search.py passkey_errors)."""
-    cands = _task_search().induction_candidates
+    cands = task_search.induction_candidates
     key = b"71712"
     assert cands(key, 0) == {ord("7")}                      # after "key?": only "key=" matches
     assert cands(key, 1) == {ord("1")}                      # after 7: key[1] and key[3] are both 1

@@ -387,13 +387,9 @@ def test_tasks_only_lab_trains_no_language_model(tmp_path):
     assert rec["lengths"]["10"] == plan.source.task.length(10) - 1
 
 
-def test_rank_of_several_runs_equals_the_labs(tmp_path, capsys):
+def test_rank_of_several_runs_equals_the_labs(tmp_path, capsys, task_search):
     """scripts/task_search.py rank over two runs' tasks.csv gives mean_ranks of their records together."""
-    import importlib.util
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "task_search.py")
-    spec = importlib.util.spec_from_file_location("task_search", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = task_search
     a = [_record("copy", "rope", 0, {1: 1.0, 2: 0.8, 3: 0.2, 4: 0.0}),
          _record("copy", "alibi", 0, {1: 1.0, 2: 1.0, 3: 0.6, 4: 0.1})]
     b = [_record("copy", "nope", 0, {1: 1.0, 2: 1.0, 3: 0.9, 4: 0.0}),
