@@ -155,6 +155,8 @@ def cmd_search(args):
     from tinype.lab.tasklab import graded_correct
     from tinype.train import train
     task = get_task(args.task, b"^" if args.start else None)
+    if not 0 <= args.curriculum <= 1:
+        raise SystemExit(f"--curriculum {args.curriculum}: a fraction of the steps, from 0 to 1")
     N = args.N if args.N is not None else task.largest(args.T)
     if N < task.smallest or (task.name == "passkey" and N > task.largest(args.T)):
         raise SystemExit(f"--N {N}: {task.name} sizes run from {task.smallest}"
@@ -167,7 +169,8 @@ def cmd_search(args):
         tcfg = TrainConfig(batch_size=args.batch, steps=args.steps, lr=args.lr,
                            warmup=min(100, args.steps // 10), seed=args.seed, eval_every=0, ckpt_every=0)
         t0 = time.time()
-        res = train(mcfg, tcfg, TaskSet(task, largest=N), progress=False, log=lambda m: None)
+        source = TaskSet(task, largest=N, curriculum=int(args.curriculum * args.steps))
+        res = train(mcfg, tcfg, source, progress=False, log=lambda m: None)
         wall = time.time() - t0
         rng = np.random.default_rng(2024)
         acc = {}
@@ -307,6 +310,8 @@ def main(argv=None):
         p.add_argument("--n", type=int, default=200, help="test examples per size (search)")
         p.add_argument("--N", type=int, default=None, help="largest training size (search; default: what fits --T)")
         p.add_argument("--start", action="store_true", help="begin every prompt with the start byte ^ (search)")
+        p.add_argument("--curriculum", type=float, default=0.0,
+                       help="fraction of the steps over which the largest training size grows to N (search)")
     p = sub.add_parser("passkey_errors")
     p.add_argument("checkpoint", help="a passkey checkpoint or its folder (the lab's tasks/passkey/<pe>-s<seed>)")
     p.add_argument("--n", type=int, default=200, help="examples per (size, depth)")

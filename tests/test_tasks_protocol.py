@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from tinype import ModelConfig, TrainConfig, train
 from tinype.lab import tasklab
 from tinype.tasks import TASKS, TaskSet, get_task
 
@@ -109,6 +110,35 @@ def test_taskset_largest_bounds_the_training_sizes():
         TaskSet("copy", largest=40).check_window(64)
     with pytest.raises(ValueError, match="whole number"):
         TaskSet("copy", largest=0)
+
+
+def test_taskset_curriculum_grows_the_sizes_then_draws_them_all():
+    ts = TaskSet("copy", largest=4, curriculum=40)             # sizes 1..4: one more every 10 steps
+    rng = np.random.default_rng(7)
+
+    def sizes(step):
+        return {len(ans) for _, ans in ts.examples(rng, 300, 64, step)}
+
+    assert sizes(0) == sizes(9) == {1}
+    assert sizes(10) == {1, 2} and sizes(29) == {1, 2, 3}
+    assert sizes(30) == sizes(40) == sizes(10_000) == sizes(None) == {1, 2, 3, 4}
+    x, _ = ts.batch(8, 64, np.random.default_rng(0), step=0)
+    assert (x[:, 1] == ord(">")).all()                          # size 1 at step 0: "c>" then the letter
+    assert ts.sha256 != TaskSet("copy", largest=4).sha256 != TaskSet("copy", largest=4, curriculum=50).sha256
+    assert TaskSet("copy", largest=4, curriculum=0).sha256 == TaskSet("copy", largest=4).sha256
+    for bad in (-1, 2.5, True, "10"):
+        with pytest.raises(ValueError, match="curriculum"):
+            TaskSet("copy", curriculum=bad)
+
+
+def test_train_hands_the_step_to_the_source():
+    ts = TaskSet("copy", largest=3, curriculum=6)
+    seen = []
+    batch = ts.batch
+    ts.batch = lambda B, T, rng, step=None: (seen.append(step), batch(B, T, rng, step))[1]
+    train(ModelConfig(n_layer=1, d_model=16, n_head=2, T_train=ts.task.length(3) - 1, pe="nope"),
+          TrainConfig(steps=4, batch_size=2, warmup=1, eval_every=0), ts, progress=False, log=lambda m: None)
+    assert seen == [0, 1, 2, 3]
 
 
 def test_examples_and_wilson_interval():

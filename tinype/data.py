@@ -88,8 +88,9 @@ class Corpus:
         """A user's UTF-8 text file as a corpus (load_text_file's checks; flag names the option in errors)."""
         return cls(load_text_file(path, flag), name=os.path.basename(path))
 
-    def batch(self, batch_size, T, rng):
-        """Random training windows x, y (B, T) from the train split (what train() asks a source for)."""
+    def batch(self, batch_size, T, rng, step=None):
+        """Random training windows x, y (B, T) from the train split (what train() asks a source for;
+        the step, which a task's curriculum uses, changes nothing here)."""
         return get_batch(self.train, batch_size, T, rng)
 
     def check_window(self, T):

@@ -276,9 +276,12 @@ class TaskSet:
 
     Duck-types what train() needs of a Corpus: name, sha256, check_window, batch, validation."""
 
-    def __init__(self, task, n_val=256, val_seed=12345, largest=None):
+    def __init__(self, task, n_val=256, val_seed=12345, largest=None, curriculum=0):
         """largest: the largest training size (None: the task's own, task.train_sizes(T)); sizes are
-        drawn uniformly from the task's smallest to it, as in Kazemnejad et al. and Ruoss et al."""
+        drawn uniformly from the task's smallest to it, as in Kazemnejad et al. and Ruoss et al.
+        curriculum: over the first `curriculum` training steps the largest size drawn grows from the
+        smallest to the largest, one size per equal share of those steps (0: no curriculum); from then
+        on every size is drawn uniformly. The validation set always holds every training size."""
         self.task = get_task(task) if isinstance(task, str) else task
         self.name = f"task:{self.task.name}"
         self.n_val, self.val_seed = n_val, val_seed
@@ -287,6 +290,10 @@ class TaskSet:
             raise InvalidValue(f"{self.task.name}: the largest training size must be a whole number >= "
                                f"{self.task.smallest}, got {largest!r}")
         self.largest = None if largest is None else int(largest)
+        if isinstance(curriculum, bool) or not isinstance(curriculum, (int, np.integer)) or curriculum < 0:
+            raise InvalidValue(f"{self.task.name}: the curriculum must be a whole number of steps >= 0, "
+                               f"got {curriculum!r}")
+        self.curriculum = int(curriculum)
         spec = f"tinype.tasks v1 {self.task.name} {FILLER!r} val {n_val} {val_seed}"
         if self.largest is not None or self.task.name not in ("passkey", "copy", "reverse", "addition"):
             spec += f" v2 largest {self.largest}"
@@ -294,6 +301,8 @@ class TaskSet:
             spec += " operands least significant digit first"
         if self.task.start:
             spec += f" start {self.task.start!r}"
+        if self.curriculum:
+            spec += f" curriculum {self.curriculum}"
         self.sha256 = hashlib.sha256(spec.encode()).hexdigest()
 
     def train_sizes(self, T):
@@ -309,13 +318,21 @@ class TaskSet:
             raise InvalidValue(f"{self.task.name}: a training example of size {hi} has {self.task.length(hi)} "
                                f"bytes, which do not fit a window of {T} inputs (+1 target)")
 
-    def examples(self, rng, count, T):
+    def sizes_at(self, step, T):
+        """(lo, hi): the training sizes drawn at this step (the curriculum's, else train_sizes)."""
         lo, hi = self.train_sizes(T)
+        if step is None or step >= self.curriculum:
+            return lo, hi
+        return lo, min(hi, lo + (hi - lo + 1) * step // self.curriculum)
+
+    def examples(self, rng, count, T, step=None):
+        lo, hi = self.sizes_at(step, T)
         return [self.task.example(rng, int(s)) for s in rng.integers(lo, hi + 1, count)]
 
-    def batch(self, batch_size, T, rng):
-        """x, y (B, T): random training sizes, right-padded; targets only on the answers."""
-        return encode_examples(self.examples(rng, batch_size, T), T)
+    def batch(self, batch_size, T, rng, step=None):
+        """x, y (B, T): random training sizes (those of the curriculum at this step), right-padded;
+        targets only on the answers."""
+        return encode_examples(self.examples(rng, batch_size, T, step), T)
 
     def validation(self, T):
         """A fixed set of training-size examples (x, y), the same every call."""

@@ -182,7 +182,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     """Train a language model; returns a TrainResult.
 
     corpus: a data.Corpus (next-byte prediction on its train split), or a tasks.TaskSet (its
-    answers only); anything with name, sha256, check_window(T), batch(B, T, rng).
+    answers only); anything with name, sha256, check_window(T), batch(B, T, rng, step=None).
 
     out: run folder for checkpoints and metrics (None: keep nothing on disk).
     resume: continue from out/ckpt.npz; the configuration and corpus must match. With init_from it
@@ -281,7 +281,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     try:
         for step in range(start, train_cfg.steps):
             rng = np.random.default_rng([train_cfg.seed, step])
-            x, y = corpus.batch(train_cfg.batch_size, T, rng)
+            x, y = corpus.batch(train_cfg.batch_size, T, rng, step=step)
             loss = model.loss(x, y, train=True, rng=rng)
             if not math.isfinite(loss):
                 last = f"the last good checkpoint is {ckpt}" if ckpt and os.path.exists(ckpt) else \

@@ -72,6 +72,8 @@ class TaskPreset:
     warmup: int = 100
     T_train: int = None                # None: the window of the longest training example
     start: bytes = b""                 # a start byte before every prompt (tasks.WithStart); b"": none
+    curriculum: float = 0.0            # fraction of the steps over which the largest size drawn grows
+                                       # from the smallest to N (tasks.TaskSet); 0: uniform throughout
 
     def window(self, task):
         return self.T_train or task.length(self.largest) - 1
@@ -154,7 +156,7 @@ def task_plans(tasks, preset="paper", steps=None, examples=None, sizes_factor=4,
         train_cfg = replace(base_train, batch_size=tp.batch_size, steps=n_steps, lr=tp.lr,
                             warmup=min(tp.warmup, n_steps // 10), eval_every=0, ckpt_every=max(n_steps // 4, 1))
         largest = tp.largest if task.name != "passkey" else min(tp.largest, task.largest(T))
-        source = TaskSet(task, largest=largest)
+        source = TaskSet(task, largest=largest, curriculum=int(tp.curriculum * n_steps))
         source.check_window(T)
         plans[task.name] = TaskPlan(task.name, model_cfg, train_cfg, source, source.train_sizes(T),
                                     test_sizes(task, largest, sizes_factor), examples or examples_for_interval(),
