@@ -172,7 +172,7 @@ cdef void _attn_fwd_tile(const floating* q, const floating* kt, const floating* 
         ks = kb * BK
         nk = min(BK, T - ks)
         # S = scale * Q K^T for this tile (kt holds the block as D x BK)
-        memset(s, 0, BQ * BK * sizeof(floating))
+        memset(s, 0, nq * BK * sizeof(floating))        # the rows in use
         _tile_mm(nq, nk, D, scale, q + qs * D, D, 1, kt + kb * D * BK, BK, s, BK)
         for r in range(nq):
             i = qs + r
@@ -236,7 +236,7 @@ cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* k
             qs = qb * BQ
             nq = min(BQ, T - qs)
             # rebuild P = exp(S - lse) for the tile
-            memset(p, 0, BQ * BK * sizeof(floating))
+            memset(p, 0, nq * BK * sizeof(floating))
             _tile_mm(nq, nk, D, scale, q + qs * D, D, 1, kt + kb * D * BK, BK, p, BK)
             for r in range(nq):
                 i = qs + r
@@ -247,7 +247,7 @@ cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* k
             # in the forward pass this was: out_i = sum_j p_ij v_j;  so dv_j += p_ij dout_i
             _tile_mm(nk, D, nq, <floating>1, p, 1, BK, dout + qs * D, D, dv + ks * D, D)
             # dp_ij = dout_i . v_j;  ds_ij = p_ij (dp_ij - rowdot_i)
-            memset(ds, 0, BQ * BK * sizeof(floating))
+            memset(ds, 0, nq * BK * sizeof(floating))
             _tile_mm(nq, nk, D, <floating>1, dout + qs * D, D, 1, vt + kb * D * BK, BK, ds, BK)
             for r in range(nq):
                 i = qs + r

@@ -53,6 +53,35 @@ TP_TARGET static void TP_CAT(tp_plain, TP_SUFFIX)(ptrdiff_t M, ptrdiff_t N, ptrd
         }
 }
 
+/* C[0:6, 0:W] += alpha * A[0:6, 0:K] B[0:K, 0:W]: a column block one vector wide (a head dimension
+ * of 16 under AVX-512, whose full tiles are 32 wide). The same arithmetic as tp_plain, in the same
+ * order (each C element gets c += (alpha * a) * b, kk = 0, 1, ...), so the result is bit-identical;
+ * but the six rows of C stay in registers across the K loop instead of going through memory at every
+ * kk, six independent chains of fused multiply-adds instead of one. */
+TP_TARGET static void TP_CAT(tp_narrow, TP_SUFFIX)(ptrdiff_t K, float alpha, const float *A, ptrdiff_t a_rs,
+                                                   ptrdiff_t a_ks, const float *B, ptrdiff_t ldb, float *C,
+                                                   ptrdiff_t ldc)
+{
+    TP_VEC c0 = *(TP_VEC *)C, c1 = *(TP_VEC *)(C + ldc), c2 = *(TP_VEC *)(C + 2 * ldc);
+    TP_VEC c3 = *(TP_VEC *)(C + 3 * ldc), c4 = *(TP_VEC *)(C + 4 * ldc), c5 = *(TP_VEC *)(C + 5 * ldc);
+    for (ptrdiff_t kk = 0; kk < K; kk++) {
+        const TP_VEC b = *(const TP_VEC *)(B + kk * ldb);
+        const float *a = A + kk * a_ks;
+        c0 += (alpha * a[0]) * b;
+        c1 += (alpha * a[a_rs]) * b;
+        c2 += (alpha * a[2 * a_rs]) * b;
+        c3 += (alpha * a[3 * a_rs]) * b;
+        c4 += (alpha * a[4 * a_rs]) * b;
+        c5 += (alpha * a[5 * a_rs]) * b;
+    }
+    *(TP_VEC *)C = c0;
+    *(TP_VEC *)(C + ldc) = c1;
+    *(TP_VEC *)(C + 2 * ldc) = c2;
+    *(TP_VEC *)(C + 3 * ldc) = c3;
+    *(TP_VEC *)(C + 4 * ldc) = c4;
+    *(TP_VEC *)(C + 5 * ldc) = c5;
+}
+
 TP_TARGET static void TP_CAT(tp_mm, TP_SUFFIX)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, float alpha, const float *A,
                                                ptrdiff_t a_rs, ptrdiff_t a_ks, const float *B, ptrdiff_t ldb,
                                                float *C, ptrdiff_t ldc)
@@ -61,8 +90,13 @@ TP_TARGET static void TP_CAT(tp_mm, TP_SUFFIX)(ptrdiff_t M, ptrdiff_t N, ptrdiff
     for (ptrdiff_t mb = 0; mb < mf; mb += TP_MR)
         for (ptrdiff_t nb = 0; nb < nf; nb += TP_NR)
             TP_CAT(tp_micro, TP_SUFFIX)(K, alpha, A + mb * a_rs, a_rs, a_ks, B + nb, ldb, C + mb * ldc + nb, ldc);
-    /* columns nf.. of the first mf rows, then the rows mf.. */
-    TP_CAT(tp_plain, TP_SUFFIX)(mf, N - nf, K, alpha, A, a_rs, a_ks, B + nf, ldb, C + nf, ldc);
+    /* columns nf.. of the first mf rows: one vector wide if there are that many, then the rest
+     * (fewer than W) plainly; then the rows mf.. */
+    const ptrdiff_t nv = N - nf >= TP_VW ? nf + TP_VW : nf;
+    if (nv > nf)
+        for (ptrdiff_t mb = 0; mb < mf; mb += TP_MR)
+            TP_CAT(tp_narrow, TP_SUFFIX)(K, alpha, A + mb * a_rs, a_rs, a_ks, B + nf, ldb, C + mb * ldc + nf, ldc);
+    TP_CAT(tp_plain, TP_SUFFIX)(mf, N - nv, K, alpha, A, a_rs, a_ks, B + nv, ldb, C + nv, ldc);
     TP_CAT(tp_plain, TP_SUFFIX)(M - mf, N, K, alpha, A + mf * a_rs, a_rs, a_ks, B, ldb, C + mf * ldc, ldc);
 }
 

@@ -587,11 +587,14 @@ def cpu_path(request):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("T, D", [(250, 64), (150, 7), (97, 40), (6, 16), (1, 3)])
+@pytest.mark.parametrize("T, D", [(250, 64), (150, 7), (97, 40), (6, 16), (1, 3), (130, 16), (21, 24)])
 @pytest.mark.parametrize("causal, table, with_mult", [(True, "causal", True), (False, "two-sided", False),
                                                       (True, None, False)])
 def test_attention_matches_reference_on_every_cpu_path(cpu_path, dtype, T, D, causal, table, with_mult):
-    # avx512 holds 6 x 32 tiles, avx2 6 x 16, portable none: D = 64 and 40 leave different edges on each
+    # avx512 holds 6 x 32 tiles, avx2 6 x 16, portable 6 x 8: D = 64 and 40 leave different edges on
+    # each. An edge at least one vector wide takes the one-vector tiles (tp_narrow): D = 16 and 24 on
+    # avx512 (16 of the 24, and 8 plain), D = 40 and 24 on avx2 (8 columns), T = 130 and 21 with
+    # several row blocks and a ragged last one
     assert kernels.CPU_PATH == cpu_path and ext._get_cpu_path() == cpu_path
     _check_attention_parity(1, 2, T, D, dtype, causal, table, with_mult, seed=T + D)
 

@@ -131,6 +131,16 @@ def test_taskset_curriculum_grows_the_sizes_then_draws_them_all():
             TaskSet("copy", curriculum=bad)
 
 
+def test_task_preset_curriculum_is_a_fraction_of_the_steps(monkeypatch):
+    monkeypatch.setitem(tasklab.TASK_PRESETS["paper"], "copy",
+                        tasklab.TaskPreset(largest=4, steps=50, curriculum=0.4))
+    assert tasklab.task_plans(["copy"])["copy"].source.curriculum == 20
+    assert tasklab.task_plans(["copy"], steps=10)["copy"].source.curriculum == 4
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="fraction"):
+            tasklab.TaskPreset(largest=4, steps=50, curriculum=bad)
+
+
 def test_train_hands_the_step_to_the_source():
     ts = TaskSet("copy", largest=3, curriculum=6)
     seen = []

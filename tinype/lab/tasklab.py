@@ -75,6 +75,11 @@ class TaskPreset:
     curriculum: float = 0.0            # fraction of the steps over which the largest size drawn grows
                                        # from the smallest to N (tasks.TaskSet); 0: uniform throughout
 
+    def __post_init__(self):
+        if not 0.0 <= self.curriculum <= 1.0:
+            raise InvalidValue(f"a task preset's curriculum is a fraction of its steps in [0, 1], "
+                               f"got {self.curriculum!r}")
+
     def window(self, task):
         return self.T_train or task.length(self.largest) - 1
 
