@@ -82,6 +82,44 @@ TP_TARGET static void TP_CAT(tp_narrow, TP_SUFFIX)(ptrdiff_t K, float alpha, con
     *(TP_VEC *)(C + 5 * ldc) = c5;
 }
 
+/* The last rows of C (fewer than 6), with tp_plain's arithmetic in tp_plain's order again: one row
+ * at a time, up to four vectors of it held in registers across the K loop (four independent chains),
+ * then one vector, then the last columns (fewer than W) exactly as tp_plain writes them. */
+TP_TARGET static void TP_CAT(tp_rows, TP_SUFFIX)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, float alpha, const float *A,
+                                                 ptrdiff_t a_rs, ptrdiff_t a_ks, const float *B, ptrdiff_t ldb,
+                                                 float *C, ptrdiff_t ldc)
+{
+    for (ptrdiff_t m = 0; m < M; m++) {
+        const float *a = A + m * a_rs;
+        float *c = C + m * ldc;
+        ptrdiff_t n = 0;
+        for (; n + 4 * TP_VW <= N; n += 4 * TP_VW) {
+            TP_VEC c0 = *(TP_VEC *)(c + n), c1 = *(TP_VEC *)(c + n + TP_VW);
+            TP_VEC c2 = *(TP_VEC *)(c + n + 2 * TP_VW), c3 = *(TP_VEC *)(c + n + 3 * TP_VW);
+            for (ptrdiff_t kk = 0; kk < K; kk++) {
+                const float x = alpha * a[kk * a_ks];
+                const float *b = B + kk * ldb + n;
+                c0 += x * *(const TP_VEC *)b;
+                c1 += x * *(const TP_VEC *)(b + TP_VW);
+                c2 += x * *(const TP_VEC *)(b + 2 * TP_VW);
+                c3 += x * *(const TP_VEC *)(b + 3 * TP_VW);
+            }
+            *(TP_VEC *)(c + n) = c0;
+            *(TP_VEC *)(c + n + TP_VW) = c1;
+            *(TP_VEC *)(c + n + 2 * TP_VW) = c2;
+            *(TP_VEC *)(c + n + 3 * TP_VW) = c3;
+        }
+        for (; n + TP_VW <= N; n += TP_VW) {
+            TP_VEC c0 = *(TP_VEC *)(c + n);
+            for (ptrdiff_t kk = 0; kk < K; kk++)
+                c0 += (alpha * a[kk * a_ks]) * *(const TP_VEC *)(B + kk * ldb + n);
+            *(TP_VEC *)(c + n) = c0;
+        }
+        if (n < N)
+            TP_CAT(tp_plain, TP_SUFFIX)(1, N - n, K, alpha, a, a_rs, a_ks, B + n, ldb, c + n, ldc);
+    }
+}
+
 TP_TARGET static void TP_CAT(tp_mm, TP_SUFFIX)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, float alpha, const float *A,
                                                ptrdiff_t a_rs, ptrdiff_t a_ks, const float *B, ptrdiff_t ldb,
                                                float *C, ptrdiff_t ldc)
@@ -91,13 +129,13 @@ TP_TARGET static void TP_CAT(tp_mm, TP_SUFFIX)(ptrdiff_t M, ptrdiff_t N, ptrdiff
         for (ptrdiff_t nb = 0; nb < nf; nb += TP_NR)
             TP_CAT(tp_micro, TP_SUFFIX)(K, alpha, A + mb * a_rs, a_rs, a_ks, B + nb, ldb, C + mb * ldc + nb, ldc);
     /* columns nf.. of the first mf rows: one vector wide if there are that many, then the rest
-     * (fewer than W) plainly; then the rows mf.. */
+     * (fewer than W) plainly; then the rows mf.. (tp_rows) */
     const ptrdiff_t nv = N - nf >= TP_VW ? nf + TP_VW : nf;
     if (nv > nf)
         for (ptrdiff_t mb = 0; mb < mf; mb += TP_MR)
             TP_CAT(tp_narrow, TP_SUFFIX)(K, alpha, A + mb * a_rs, a_rs, a_ks, B + nf, ldb, C + mb * ldc + nf, ldc);
     TP_CAT(tp_plain, TP_SUFFIX)(mf, N - nv, K, alpha, A, a_rs, a_ks, B + nv, ldb, C + nv, ldc);
-    TP_CAT(tp_plain, TP_SUFFIX)(M - mf, N, K, alpha, A + mf * a_rs, a_rs, a_ks, B, ldb, C + mf * ldc, ldc);
+    TP_CAT(tp_rows, TP_SUFFIX)(M - mf, N, K, alpha, A + mf * a_rs, a_rs, a_ks, B, ldb, C + mf * ldc, ldc);
 }
 
 
