@@ -4,7 +4,8 @@
 default and fast everywhere:
 - The whole extension is compiled for the baseline of its architecture (x86-64: SSE2; no
   -march=native), so a wheel runs on any machine of that architecture: pip's wheel cache, a shared
-  cluster image, a CI artefact. Only the attention kernel's register tiles (pyx/tiles.h) are also
+  cluster image, a CI artefact. Only the attention kernel's register tiles (pyx/tiles.h) and the
+  float32 GELU and cross-entropy loops (pyx/elementwise.h) are also
   compiled for AVX2 + FMA and for AVX-512, through function-level target attributes; the extension
   picks the best one this CPU supports when it loads (tinype.kernels.CPU_PATH), and
   TINYPE_CPU_PATH=avx2|portable lowers that choice at run time. The portable path has tiles too,

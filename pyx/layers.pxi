@@ -22,24 +22,41 @@ cdef Py_ssize_t CHUNK = 4096          # elements per prange task for elementwise
 cdef inline void _gelu_fwd_span(const floating* x, floating* out, floating* t, Py_ssize_t n) noexcept nogil:
     # 0.5 x (1 + tanh(u)) = x * sigmoid(2u): one exp per element, and no cancellation in
     # 1 + tanh(u) for large negative x. t = tanh(u) = 2 sigmoid(2u) - 1 is kept for the backward.
+    # float32 runs the same loop in C, compiled for this CPU's widest vector exp (elementwise.h).
     cdef Py_ssize_t i
     cdef floating xi, sig
-    for i in range(n):
-        xi = x[i]
-        sig = 1 / (1 + _exp(<floating>(-2 * GELU_K) * (xi + <floating>GELU_A * xi * xi * xi)))
-        t[i] = 2 * sig - 1
-        out[i] = xi * sig
+    if floating is float:
+        if _cpu_path == 2:
+            tp_gelu_fwd_avx512(x, out, t, n)
+        elif _cpu_path == 1:
+            tp_gelu_fwd_avx2(x, out, t, n)
+        else:
+            tp_gelu_fwd_base(x, out, t, n)
+    else:
+        for i in range(n):
+            xi = x[i]
+            sig = 1 / (1 + _exp(-2 * GELU_K * (xi + GELU_A * xi * xi * xi)))
+            t[i] = 2 * sig - 1
+            out[i] = xi * sig
 
 
 cdef inline void _gelu_bwd_span(const floating* dout, const floating* x, const floating* t, floating* dx,
                                 Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating xi, ti
-    for i in range(n):
-        xi = x[i]
-        ti = t[i]
-        dx[i] = dout[i] * (<floating>0.5 * (1 + ti) + <floating>0.5 * xi * ((1 - ti) * (1 + ti))
-                           * <floating>GELU_K * (1 + <floating>(3 * GELU_A) * xi * xi))
+    if floating is float:
+        if _cpu_path == 2:
+            tp_gelu_bwd_avx512(dout, x, t, dx, n)
+        elif _cpu_path == 1:
+            tp_gelu_bwd_avx2(dout, x, t, dx, n)
+        else:
+            tp_gelu_bwd_base(dout, x, t, dx, n)
+    else:
+        for i in range(n):
+            xi = x[i]
+            ti = t[i]
+            dx[i] = dout[i] * (0.5 * (1 + ti) + 0.5 * xi * ((1 - ti) * (1 + ti))
+                               * GELU_K * (1 + 3 * GELU_A * xi * xi))
 
 
 def _gelu_fwd(const floating[::1] x, floating[::1] out, floating[::1] t):
@@ -171,23 +188,31 @@ def layernorm_backward(dout, xhat, rstd, w):
 
 cdef inline double _xent_row(const floating* z, Py_ssize_t target, floating weight, floating* d,
                              Py_ssize_t V) noexcept nogil:
-    """Returns the row's nll; writes d = (softmax(z) - onehot(target)) * weight."""
+    """Returns the row's nll; writes d = (softmax(z) - onehot(target)) * weight. float32: the same
+    loop in C, compiled for this CPU's widest vector exp (elementwise.h)."""
     cdef Py_ssize_t v
     cdef floating mx = z[0], e, inv
     cdef double s = 0.0
-    for v in range(1, V):
-        if z[v] > mx:
-            mx = z[v]
-    # the exponentials go straight into d and are normalised in place
-    for v in range(V):
-        e = _exp(z[v] - mx)
-        d[v] = e
-        s += e
-    inv = <floating>(weight / s)
-    for v in range(V):
-        d[v] = d[v] * inv
-    d[target] -= weight
-    return log(s) - (z[target] - mx)
+    if floating is float:
+        if _cpu_path == 2:
+            return tp_xent_row_avx512(z, target, weight, d, V)
+        if _cpu_path == 1:
+            return tp_xent_row_avx2(z, target, weight, d, V)
+        return tp_xent_row_base(z, target, weight, d, V)
+    else:
+        for v in range(1, V):
+            if z[v] > mx:
+                mx = z[v]
+        # the exponentials go straight into d and are normalised in place
+        for v in range(V):
+            e = _exp(z[v] - mx)
+            d[v] = e
+            s += e
+        inv = <floating>(weight / s)
+        for v in range(V):
+            d[v] = d[v] * inv
+        d[target] -= weight
+        return log(s) - (z[target] - mx)
 
 
 def _xent(const floating[:, ::1] logits, const long long[::1] targets, const floating[::1] weights,

@@ -6,7 +6,8 @@
  * and the two products of one decoding query (tp_rowdots, tp_wsum; see tiles_impl.h).
  *
  * The extension is compiled for the baseline of its architecture (x86-64: SSE2), so that a wheel
- * runs on any machine. Only the functions below carry wider instruction sets, through gcc/clang's
+ * runs on any machine. Only the functions below (and elementwise.h's GELU and cross-entropy loops,
+ * on the same paths) carry wider instruction sets, through gcc/clang's
  * function-level target attribute: tp_mm_avx2 (AVX2 + FMA) and tp_mm_avx512 (AVX-512F). The
  * attention kernel asks tp_cpu_best() once which of them this CPU (and its operating system, which
  * must save the wide registers) supports, and branches on that number; the caller may lower it

@@ -616,6 +616,48 @@ def test_decode_kernel_matches_reference_on_every_cpu_path(cpu_path, dtype, L, D
                   dtype, "decode out")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 4096 + 33])
+def test_gelu_matches_reference_on_every_cpu_path(cpu_path, dtype, n):
+    # float32 GELU runs a C loop compiled per path (pyx/elementwise.h: 4-, 8- or 16-wide exp; n = 15,
+    # 17 and 4129 leave ragged tails). Element by element, with large, tiny, infinite and NaN inputs
+    assert kernels.CPU_PATH == cpu_path
+    g = np.random.default_rng(n)
+    x = (g.standard_normal(n) * 4).astype(dtype)
+    special = np.array([0.0, -0.0, 30.0, -30.0, 1e30, -1e30, 1e-30, np.inf, -np.inf, np.nan], dtype)
+    x[:min(n, special.size)] = special[:n]
+    out, t = ext.gelu_forward(x)
+    rout, rt = reference.gelu_forward(x)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out, rout, equal_nan=True, **tol)
+    np.testing.assert_allclose(t, rt, equal_nan=True, **tol)
+    # the backward reads 1 + t where t is near -1 for x << 0: each side's float32 t leaves it a few
+    # units of 1e-6 apart (next to a |dout| of about 1), so float32 gets an absolute 1e-5 there
+    dout = g.standard_normal(n).astype(dtype)
+    if dtype == np.float32:
+        tol["atol"] = 1e-5
+    np.testing.assert_allclose(ext.gelu_backward(dout, x, t), reference.gelu_backward(dout, x, rt),
+                               equal_nan=True, **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N, V", [(1, 1), (5, 17), (40, 256), (3, 1000)])
+def test_softmax_cross_entropy_matches_reference_on_every_cpu_path(cpu_path, dtype, N, V):
+    # float32 rows run a C loop compiled per path (pyx/elementwise.h); V = 17 and 1000 leave ragged
+    # tails. Row by row: each row's nll and every dlogit, one row's logits huge (a max of 1e30)
+    assert kernels.CPU_PATH == cpu_path
+    g = np.random.default_rng(N + V)
+    logits = (g.standard_normal((N, V)) * 4).astype(dtype)
+    logits[0, -1] = 1e30
+    targets = g.integers(0, V, N)
+    weights = g.random(N).astype(dtype)
+    nll, d = ext.softmax_cross_entropy(logits, targets, weights)
+    rnll, rd = reference.softmax_cross_entropy(logits, targets, weights)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(nll, rnll, **tol)
+    np.testing.assert_allclose(d, rd, **tol)
+
+
 def test_cpu_paths_give_nearly_the_same_float32_attention():
     # the paths differ only in the order of float32 sums: far below the twin tolerance, not zero
     q, k, v, bias, mult, dout = _attention_case(1, 2, 200, 64, np.float32, True, "causal", True, 3)
