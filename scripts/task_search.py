@@ -17,6 +17,13 @@
         (what a head that reads the right place only roughly would copy), each against the same
         count for a random wrong digit.
 
+    python scripts/task_search.py addition_digits runs/lab/tasks/addition/nope-s1 [--n 400] [--N 5]
+        Where an addition model goes wrong: for each size 1..N, the exact match and the accuracy of
+        every answer digit (teacher-forced, least significant first), split by whether a carry comes
+        into the digit. A model that cannot find digit i of the operands is right about 1 time in 10
+        there, carry or not; one that finds them but cannot carry is right without a carry and wrong
+        with one.
+
     python scripts/task_search.py rank runs/a/tasks.csv runs/b/tasks.csv ...
         The lab's mean rank beyond the training range (summary.md) over the tasks of several runs
         together: each (task, size) ranks the encodings that ran it.
@@ -267,6 +274,55 @@ def cmd_passkey_errors(args):
                       for o, (n, m, r) in offsets.items()))
 
 
+def carry_ins(prompt):
+    """The carry into each answer digit of an addition prompt ("^1284+7930=": operands least
+    significant digit first, an optional start byte): [c_0, ..., c_n], c_0 = 0; c_n is the top digit."""
+    body = prompt.rstrip(b"=").lstrip(b"^")
+    a, b = (list(map(int, part.decode())) for part in body.split(b"+"))
+    carries, c = [0], 0
+    for x, y in zip(a, b):
+        c = int(x + y + c >= 10)
+        carries.append(c)
+    return carries
+
+
+def addition_digit_table(model, task, sizes, n, rng):
+    """{size: (exact match, per-digit accuracy, per-digit accuracy with no carry in / with one,
+    per-digit count of carries in)}, teacher-forced on n examples per size."""
+    table = {}
+    for size in sizes:
+        ex = [task.example(rng, size) for _ in range(n)]
+        lp, la = len(ex[0][0]), len(ex[0][1])
+        x, y = encode_examples(ex)                 # one size: every example has the same length
+        pred = model.forward(x).argmax(axis=-1)[:, lp - 1:lp - 1 + la]
+        right = pred == y[:, lp - 1:lp - 1 + la]
+        carry = np.array([carry_ins(p) for p, _ in ex], dtype=bool)
+        with_c = [right[carry[:, i], i].mean() if carry[:, i].any() else float("nan") for i in range(la)]
+        without_c = [right[~carry[:, i], i].mean() if (~carry[:, i]).any() else float("nan") for i in range(la)]
+        table[size] = (right.all(axis=1).mean(), right.mean(axis=0), np.array(without_c), np.array(with_c),
+                       carry.sum(axis=0))
+    return table
+
+
+def cmd_addition_digits(args):
+    if args.n < 1 or args.N < 1:
+        raise SystemExit(f"--n {args.n} --N {args.N}: both must be at least 1")
+    from tinype.checkpoint import CKPT_NAME, load_model
+    path = os.path.join(args.checkpoint, CKPT_NAME) if os.path.isdir(args.checkpoint) else args.checkpoint
+    model, _ = load_model(path)
+    task = get_task("addition", args.start.encode() if args.start else None)
+    rng = np.random.default_rng(args.seed)
+    pct = lambda v: " ".join("  - " if np.isnan(a) else f"{100 * a:3.0f} " for a in v)   # noqa: E731
+    print(f"{args.checkpoint}: pe {model.config.pe}, {args.n} examples per size; answer digits least "
+          f"significant first, teacher-forced accuracy (%)")
+    for size, (exact, acc, no_c, with_c, n_c) in addition_digit_table(
+            model, task, range(1, args.N + 1), args.n, rng).items():
+        print(f"size {size}: exact match {100 * exact:.1f}%")
+        print(f"  every digit      {pct(acc)}")
+        print(f"  no carry in      {pct(no_c)}")
+        print(f"  a carry in       {pct(with_c)}   (carries in: {' '.join(map(str, n_c))})")
+
+
 def cmd_rank(args):
     """Mean rank over the tasks of several tasks.csv files (a (task, pe, seed, size) in two files: refused)."""
     import csv
@@ -317,10 +373,17 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=200, help="examples per (size, depth)")
     p.add_argument("--start", default="^", help="the prompts' start byte ('' for none; the preset paper's is ^)")
     p.add_argument("--seed", type=int, default=31)
+    p = sub.add_parser("addition_digits")
+    p.add_argument("checkpoint", help="an addition checkpoint or its folder (the lab's tasks/addition/<pe>-s<seed>)")
+    p.add_argument("--n", type=int, default=400, help="examples per size")
+    p.add_argument("--N", type=int, default=5, help="sizes 1..N (digits per operand)")
+    p.add_argument("--start", default="^", help="the prompts' start byte ('' for none; the preset paper's is ^)")
+    p.add_argument("--seed", type=int, default=31)
     p = sub.add_parser("rank")
     p.add_argument("csv", nargs="+", help="tasks.csv files of lab runs")
     args = ap.parse_args(argv)
-    {"kerple": cmd_kerple, "search": cmd_search, "passkey_errors": cmd_passkey_errors, "rank": cmd_rank}[args.cmd](args)
+    {"kerple": cmd_kerple, "search": cmd_search, "passkey_errors": cmd_passkey_errors,
+     "addition_digits": cmd_addition_digits, "rank": cmd_rank}[args.cmd](args)
 
 
 if __name__ == "__main__":

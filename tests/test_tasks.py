@@ -125,3 +125,34 @@ def test_passkey_induction_candidates(task_search):
     assert cands(key, 4) == {ord("7"), ord("2")}
     assert all(len(cands(b"01234", k)) == 1 for k in range(5))
     assert cands(b"12341", 1) == {ord("2")}                 # a last digit is followed by ". ", not a digit
+
+
+def test_addition_carry_ins_and_digit_table(task_search):
+    """scripts/task_search.py addition_digits: the carries into each answer digit, and the per-digit
+    accuracy of a model that is right everywhere but at one answer digit."""
+    # 4821 + 0397 = 5218, written least significant first: 1284 + 7930; digit sums 1+7 = 8, 2+9 = 11,
+    # 8+3+1 = 12, 4+0+1 = 5: carries into digits 2 and 3
+    assert task_search.carry_ins(b"^1284+7930=") == [0, 0, 1, 1, 0]
+    assert task_search.carry_ins(b"99+19=") == [0, 1, 1]                 # 99 + 91 = 190, no start byte
+    task = get_task("addition", b"^")
+
+    class Oracle:                                   # right at every answer digit but digit 1
+        def forward(self, x):
+            B, T = x.shape
+            out = np.zeros((B, T, 256), np.float32)
+            lp = 2 * size + 3                        # prompt length with ^: answer digit k is predicted at lp - 1 + k
+            for r in range(B):
+                a, b = bytes(x[r, 1:lp - 1].astype(np.uint8)).split(b"+")
+                total = int(a.decode()[::-1]) + int(b.decode()[::-1])
+                answer = str(total).zfill(size + 1)[::-1]
+                for k, ch in enumerate(answer):
+                    digit = int(ch) if k != 1 else (int(ch) + 1) % 10
+                    out[r, lp - 1 + k, ord("0") + digit] = 1.0
+            return out
+
+    for size in (2, 4):
+        table = task_search.addition_digit_table(Oracle(), task, [size], 50, np.random.default_rng(0))
+        exact, acc, no_c, with_c, n_c = table[size]
+        assert exact == 0.0
+        assert list(acc) == [1.0, 0.0] + [1.0] * (size - 1)
+        assert n_c[0] == 0 and n_c.sum() > 0 and np.isnan(with_c[0]) and no_c[1] == 0.0
