@@ -86,16 +86,11 @@ cdef extern from "tiles.h" nogil:
     const char* TP_COMPILER
 
 # GELU's and cross-entropy's float32 loops, one copy per CPU path (pyx/elementwise.h)
+# (each entry point takes the CPU path and calls that path's copy)
 cdef extern from "elementwise.h" nogil:
-    void tp_gelu_fwd_base(const float* x, float* out, float* t, Py_ssize_t n)
-    void tp_gelu_fwd_avx2(const float* x, float* out, float* t, Py_ssize_t n)
-    void tp_gelu_fwd_avx512(const float* x, float* out, float* t, Py_ssize_t n)
-    void tp_gelu_bwd_base(const float* dout, const float* x, const float* t, float* dx, Py_ssize_t n)
-    void tp_gelu_bwd_avx2(const float* dout, const float* x, const float* t, float* dx, Py_ssize_t n)
-    void tp_gelu_bwd_avx512(const float* dout, const float* x, const float* t, float* dx, Py_ssize_t n)
-    double tp_xent_row_base(const float* z, Py_ssize_t target, float weight, float* d, Py_ssize_t V)
-    double tp_xent_row_avx2(const float* z, Py_ssize_t target, float weight, float* d, Py_ssize_t V)
-    double tp_xent_row_avx512(const float* z, Py_ssize_t target, float weight, float* d, Py_ssize_t V)
+    void tp_gelu_fwd(int path, const float* x, float* out, float* t, Py_ssize_t n)
+    void tp_gelu_bwd(int path, const float* dout, const float* x, const float* t, float* dx, Py_ssize_t n)
+    double tp_xent_row(int path, const float* z, Py_ssize_t target, float weight, float* d, Py_ssize_t V)
 
 _PATHS = ("portable", "avx2", "avx512")
 

@@ -85,4 +85,28 @@ TP_XENT_FUNCS(avx512, __attribute__((target("avx512f,avx2,fma"))))
 #define tp_xent_row_avx512 tp_xent_row_base
 #endif
 
+/* The callers' entry points: the copy for CPU path `path` (the extension's _cpu_path). */
+static inline void tp_gelu_fwd(int path, const float *x, float *out, float *t, ptrdiff_t n)
+{
+    if (path == 2) tp_gelu_fwd_avx512(x, out, t, n);
+    else if (path == 1) tp_gelu_fwd_avx2(x, out, t, n);
+    else tp_gelu_fwd_base(x, out, t, n);
+}
+
+static inline void tp_gelu_bwd(int path, const float *dout, const float *x, const float *t, float *dx,
+                               ptrdiff_t n)
+{
+    if (path == 2) tp_gelu_bwd_avx512(dout, x, t, dx, n);
+    else if (path == 1) tp_gelu_bwd_avx2(dout, x, t, dx, n);
+    else tp_gelu_bwd_base(dout, x, t, dx, n);
+}
+
+static inline double tp_xent_row(int path, const float *z, ptrdiff_t target, float weight, float *d,
+                                 ptrdiff_t V)
+{
+    if (path == 2) return tp_xent_row_avx512(z, target, weight, d, V);
+    if (path == 1) return tp_xent_row_avx2(z, target, weight, d, V);
+    return tp_xent_row_base(z, target, weight, d, V);
+}
+
 #endif

@@ -26,12 +26,7 @@ cdef inline void _gelu_fwd_span(const floating* x, floating* out, floating* t, P
     cdef Py_ssize_t i
     cdef floating xi, sig
     if floating is float:
-        if _cpu_path == 2:
-            tp_gelu_fwd_avx512(x, out, t, n)
-        elif _cpu_path == 1:
-            tp_gelu_fwd_avx2(x, out, t, n)
-        else:
-            tp_gelu_fwd_base(x, out, t, n)
+        tp_gelu_fwd(_cpu_path, x, out, t, n)
     else:
         for i in range(n):
             xi = x[i]
@@ -45,12 +40,7 @@ cdef inline void _gelu_bwd_span(const floating* dout, const floating* x, const f
     cdef Py_ssize_t i
     cdef floating xi, ti
     if floating is float:
-        if _cpu_path == 2:
-            tp_gelu_bwd_avx512(dout, x, t, dx, n)
-        elif _cpu_path == 1:
-            tp_gelu_bwd_avx2(dout, x, t, dx, n)
-        else:
-            tp_gelu_bwd_base(dout, x, t, dx, n)
+        tp_gelu_bwd(_cpu_path, dout, x, t, dx, n)
     else:
         for i in range(n):
             xi = x[i]
@@ -194,11 +184,7 @@ cdef inline double _xent_row(const floating* z, Py_ssize_t target, floating weig
     cdef floating mx = z[0], e, inv
     cdef double s = 0.0
     if floating is float:
-        if _cpu_path == 2:
-            return tp_xent_row_avx512(z, target, weight, d, V)
-        if _cpu_path == 1:
-            return tp_xent_row_avx2(z, target, weight, d, V)
-        return tp_xent_row_base(z, target, weight, d, V)
+        return tp_xent_row(_cpu_path, z, target, weight, d, V)
     else:
         for v in range(1, V):
             if z[v] > mx:
