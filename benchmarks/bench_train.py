@@ -17,18 +17,10 @@ import argparse
 import os
 import sys
 
-
-def _threads_asked(default="2"):
-    """--threads N from the command line, read before numpy loads its BLAS (which fixes its pool then)."""
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-    return default
-
-
 if __name__ == "__main__":
-    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(_var, _threads_asked())
+    # before numpy loads: --threads N fixes the BLAS and OpenMP pools
+    import _threads
+    _threads.set_threads()
 
 import time
 

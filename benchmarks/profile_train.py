@@ -10,21 +10,12 @@ Python between the calls) is reported as "glue". The wrappers cost about a micro
 which the glue line absorbs. The GFLOP/s of the GEMM lines are against the FLOPs they really do.
 """
 import argparse
-import os
 import sys
 
-
-def _threads_asked(default="2"):
-    """--threads N from the command line, read before numpy loads its BLAS (which fixes its pool then)."""
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-    return default
-
-
 if __name__ == "__main__":
-    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(_var, _threads_asked())
+    # before numpy loads: --threads N fixes the BLAS and OpenMP pools
+    import _threads
+    _threads.set_threads()
 
 import time
 from collections import defaultdict
