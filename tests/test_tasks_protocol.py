@@ -328,6 +328,7 @@ def test_plans_follow_the_preset():
     assert plans["copy"].model_cfg.T_train == 21 and plans["passkey"].examples_per_depth() == 4
     assert plans["copy"].source.task.start == b"^" == plans["passkey"].source.task.start
     assert plans["passkey"].model_cfg.n_layer == 4 and plans["passkey"].train_sizes == (20, 64)
+    assert plans["passkey"].model_cfg.n_head == 8 and plans["copy"].model_cfg.n_head == 4   # README: NoPE's passkey
     assert tasklab.task_plans(["copy"])["copy"].examples == 385
     with pytest.raises(ValueError, match="unknown task preset"):
         tasklab.task_plans(["copy"], preset="huge")
