@@ -166,7 +166,7 @@ def build_parser():
     lab.add_argument("--task-preset", default="paper",
                      help="per-task model, training sizes and budget (default paper: see README)")
     lab.add_argument("--task-steps", type=_positive_int, help="training steps per task model (default: the "
-                     "task preset's)")
+                     "task preset's; a preset's restarts from a plateau apply at its own steps only)")
     lab.add_argument("--task-examples", type=_positive_int, default=None,
                      help="test examples per size (default 385: a 95%% interval of at most +-5 points)")
     lab.add_argument("--tasks-only", action="store_true",

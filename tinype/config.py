@@ -19,6 +19,7 @@ RESULT_FORMAT = 2
 #: The most steps a training may ask for: each step keeps a record in the checkpoint's history
 #: (about 100 bytes of JSON), so 10 million steps already mean a 1 GB checkpoint.
 MAX_STEPS = 10_000_000
+RESTART_FIELDS = ("restarts", "restart_step", "restart_loss")   # TrainConfig's, left out of to_dict at 0
 
 
 @dataclass
@@ -91,16 +92,24 @@ class TrainConfig:
     eval_every: int = 100          # validation loss every N steps (0: only at the end)
     eval_windows: int = 64         # windows of T_train used by the periodic validation
     ckpt_every: int = 100          # checkpoint every N steps (0: only at the end)
+    # Restarts from a plateau (train.py, "Restarts"): at step restart_step, a start whose mean
+    # training loss over its last min(100, restart_step) steps is above restart_loss is dropped and
+    # training begins again from step 0 with a new initialisation and batches, at most `restarts`
+    # times. 0: never (and the three fields are left out of to_dict, so earlier runs keep their keys).
+    restarts: int = 0
+    restart_step: int = 0
+    restart_loss: float = 0.0
 
     def __post_init__(self):
-        for name in ("batch_size", "steps", "warmup", "eval_every", "eval_windows", "ckpt_every", "seed"):
+        for name in ("batch_size", "steps", "warmup", "eval_every", "eval_windows", "ckpt_every", "seed", "restarts",
+                     "restart_step"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise InvalidValue(f"TrainConfig.{name} must be a whole number, got {value!r}")
         for name in ("batch_size", "steps"):
             if getattr(self, name) < 1:
                 raise InvalidValue(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup", "eval_every", "ckpt_every", "seed"):
+        for name in ("warmup", "eval_every", "ckpt_every", "seed", "restarts", "restart_step"):
             if getattr(self, name) < 0:
                 raise InvalidValue(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.steps > MAX_STEPS:
@@ -116,9 +125,22 @@ class TrainConfig:
             raise InvalidValue(f"betas must be in [0, 1), got ({self.beta1}, {self.beta2})")
         if self.weight_decay < 0 or self.grad_clip < 0 or self.eps <= 0:
             raise InvalidValue("weight_decay and grad_clip must be >= 0 and eps > 0")
+        if self.restarts:
+            if not 1 <= self.restart_step < self.steps:
+                raise InvalidValue(f"with restarts, restart_step (the step of the plateau check) must be in "
+                                   f"1..{self.steps - 1} (steps - 1), got {self.restart_step}")
+            loss = self.restart_loss
+            if isinstance(loss, bool) or not isinstance(loss, (int, float, np.floating)) or \
+                    not (np.isfinite(loss) and loss > 0):
+                raise InvalidValue(f"with restarts, restart_loss (the loss above which a start counts as stuck) "
+                                   f"must be a positive number, got {self.restart_loss!r}")
 
     def to_dict(self):
-        return asdict(self)
+        d = asdict(self)
+        if not self.restarts:                # the keys and configs of runs without restarts stay as they were
+            for name in RESTART_FIELDS:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d):

@@ -14,6 +14,16 @@ source was trained at: it is what the scalings extend from (YaRN's original_max_
 and a learned table's size. The run records its origin (path, sha256 of the file, step, encoding)
 in its checkpoint, config.json and metrics.json under "finetune". snapshots=(0, 25, ...) keeps the
 weights at those step counts in out/snapshots/step-000025.npz (0: before the first step).
+
+Restarts (TrainConfig.restarts, restart_step, restart_loss): some small models on some tasks settle
+on a plateau early and never leave it, and which ones do depends on the initialisation (the README's
+"Synthetic tasks": plain addition). With restarts = R, a start whose mean training loss over its last
+min(100, restart_step) steps is above restart_loss at step restart_step is dropped, and training
+begins again at step 0 from a new initialisation and new batches (start k uses the seed
+start_seed(seed, k); start 0 the seed itself, so a run that never restarts is the run without
+restarts), at most R times; the last start trains to the end whatever its loss. The decision reads
+the training loss only, never a test. The checkpoint and metrics.json record how many starts it took
+and what each dropped start reached.
 """
 import math
 import os
@@ -52,15 +62,36 @@ class TrainResult:
     out: str = None
     resumed_from: int = 0
     finetune: dict = None                          # where a fine-tune started from (None: from scratch)
+    starts: int = 1                                # how many starts it took (TrainConfig.restarts)
 
 
-def _save(path, model, opt, step, model_cfg, train_cfg, corpus, history, finetune=None):
+def start_seed(seed, start):
+    """The seed of start `start` of a training with restarts: the training's seed for start 0, then
+    a seed drawn from (seed, start), so every start of every seed has its own initialisation."""
+    if start == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(start)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _stuck(train_cfg, start, done, history):
+    """The mean training loss over the last steps when this start is to be dropped at step `done`
+    (see the module's "Restarts"), else None."""
+    if start >= train_cfg.restarts or done != train_cfg.restart_step:
+        return None
+    window = history[-min(100, train_cfg.restart_step):]
+    loss = float(np.mean([r["loss"] for r in window]))
+    return loss if loss > train_cfg.restart_loss else None
+
+
+def _save(path, model, opt, step, model_cfg, train_cfg, corpus, history, finetune=None, starts=None):
     arrays = {f"param/{k}": v for k, v in model.parameters().items()}
     meta = {"step": step, "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
             "corpus": corpus.name, "corpus_sha256": corpus.sha256, "result_format": RESULT_FORMAT,
             "pe_code": pe_identity(model_cfg.pe, model_cfg.pe_options)["pe_code"]}
     if finetune is not None:                 # plain runs keep exactly the metadata they always had
         meta["finetune"] = finetune
+    if starts is not None:                   # with restarts: {"start": k, "dropped": [...]}
+        meta["starts"] = starts
     if opt is None:                          # a snapshot: the weights only (load_model reads it)
         save_checkpoint(path, arrays, meta)
         return
@@ -191,6 +222,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     None takes the source's; context is the training window (None: T_train); trust_code as in
     load_model, for the source; init_check(meta) may refuse the source before it is built.
     snapshots: step counts at which to keep the weights (out/snapshots/step-NNNNNN.npz; needs out).
+    Restarts from a plateau: train_cfg.restarts (see the module's docstring).
     """
     train_cfg = train_cfg or TrainConfig()
     corpus = corpus or Corpus.default()
@@ -199,6 +231,9 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     if snapshots and (out is None or snapshots[0] < 0 or snapshots[-1] > train_cfg.steps):
         raise InvalidValue(f"snapshots must be step counts in 0..{train_cfg.steps} and need an out folder, "
                            f"got {snapshots}")
+    if train_cfg.restarts and (init_from is not None or snapshots):
+        raise InvalidValue("restarts begin again from a new initialisation: they are for a training from scratch "
+                           "without snapshots (set TrainConfig.restarts = 0 to fine-tune or keep snapshots)")
     if init_from is not None:
         model, model_cfg, finetune = finetune_source(init_from, model_cfg, context, trust_code, init_check)
         T = finetune["context"]
@@ -220,9 +255,14 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
                 log(f"removed {path}, left by a write that was killed")
     if finetune is None:
         model = Transformer(model_cfg, seed=train_cfg.seed)
-    opt = AdamW(model.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
-                eps=train_cfg.eps, weight_decay=train_cfg.weight_decay)
+
+    def new_optimizer(model):
+        return AdamW(model.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
+                     eps=train_cfg.eps, weight_decay=train_cfg.weight_decay)
+
+    opt = new_optimizer(model)
     history, start = [], 0
+    starts = {"start": 0, "dropped": []} if train_cfg.restarts else None
     ckpt = os.path.join(out, CKPT_NAME) if out else None
 
     if ckpt and os.path.exists(ckpt):
@@ -256,6 +296,12 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
         except (ValueError, KeyError, TypeError) as err:
             raise CheckpointError(f"{ckpt} does not fit its own configuration: {err}") from None
         start, history = int(meta["step"]), list(meta["history"])
+        if starts is not None:
+            saved = meta.get("starts")
+            if not (isinstance(saved, dict) and isinstance(saved.get("start"), int)
+                    and 0 <= saved["start"] <= train_cfg.restarts and isinstance(saved.get("dropped"), list)):
+                raise CheckpointError(f"{ckpt} cannot be resumed: its metadata does not say which start it is")
+            starts = {"start": saved["start"], "dropped": list(saved["dropped"])}
         log(f"resuming {out} from step {start}/{train_cfg.steps}")
     elif resume and out:
         log(f"no checkpoint in {out} yet: starting from step 0")
@@ -278,9 +324,11 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     tokens_per_step = train_cfg.batch_size * T
     t0, steps_done, tok_s = time.perf_counter(), 0, 0.0
     val_last = None
+    seed = start_seed(train_cfg.seed, starts["start"]) if starts else train_cfg.seed
+    step = start
     try:
-        for step in range(start, train_cfg.steps):
-            rng = np.random.default_rng([train_cfg.seed, step])
+        while step < train_cfg.steps:
+            rng = np.random.default_rng([seed, step])
             x, y = corpus.batch(train_cfg.batch_size, T, rng, step=step)
             loss = model.loss(x, y, train=True, rng=rng)
             if not math.isfinite(loss):
@@ -295,15 +343,30 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
             opt.step(grads, lr)
             steps_done += 1
             record = {"step": step + 1, "loss": loss, "lr": lr, "grad_norm": norm}
-            done = step + 1
+            done = step = step + 1
             if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.steps:
                 val_last = _validate(model, corpus, T, train_cfg.eval_windows)["nll"]
                 record["val_nll"] = val_last
             history.append(record)
+            stuck = _stuck(train_cfg, starts["start"], done, history) if starts else None
+            if stuck is not None:            # drop this start and begin again (module docstring, "Restarts")
+                k = starts["start"]
+                starts["dropped"].append({"start": k, "seed": seed, "step": done, "mean_loss": stuck})
+                log(f"start {k + 1} of at most {train_cfg.restarts + 1}: mean training loss {stuck:.3f} over steps "
+                    f"{done - min(100, done) + 1}-{done}, above {train_cfg.restart_loss:g}: stuck on a plateau; "
+                    f"beginning again from a new initialisation")
+                starts["start"] = k + 1
+                seed = start_seed(train_cfg.seed, k + 1)
+                model = Transformer(model_cfg, seed=seed)
+                opt, history, step, val_last = new_optimizer(model), [], 0, None
+                if bar is not None:
+                    bar.reset(total=train_cfg.steps)
+                    bar.set_description(f"train {model_cfg.pe} (start {k + 2})")
+                continue
             if done in snapshots:
                 _save(snapshot_path(out, done), model, None, done, model_cfg, train_cfg, corpus, [], finetune)
             if ckpt and train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0:
-                _save(ckpt, model, opt, done, model_cfg, train_cfg, corpus, history, finetune)
+                _save(ckpt, model, opt, done, model_cfg, train_cfg, corpus, history, finetune, starts)
             if bar is not None:
                 tok_s = steps_done * tokens_per_step / (time.perf_counter() - t0)
                 post = {"loss": f"{loss:.3f}", "tok/s": f"{tok_s:,.0f}"}
@@ -317,16 +380,17 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     elapsed = time.perf_counter() - t0
     tok_s = steps_done * tokens_per_step / elapsed if steps_done else 0.0
     if ckpt and (steps_done or not os.path.exists(ckpt)):
-        _save(ckpt, model, opt, train_cfg.steps, model_cfg, train_cfg, corpus, history, finetune)
+        _save(ckpt, model, opt, train_cfg.steps, model_cfg, train_cfg, corpus, history, finetune, starts)
     val = _validate(model, corpus, T)
-    result = TrainResult(model, history, val, tok_s, out, start, finetune)
+    result = TrainResult(model, history, val, tok_s, out, start, finetune, starts["start"] + 1 if starts else 1)
     if out:
         write_json(os.path.join(out, "metrics.json"), {
             "val_nll": val["nll"], "val_ppl": val["ppl"], "val_windows": val["windows"],
             "T": T, "tokens_per_sec": tok_s, "steps": train_cfg.steps,
             "final_train_loss": history[-1]["loss"] if history else None,
             "parameters": model.num_parameters(), "backend": _backend(),
-            **({"finetune": finetune} if finetune is not None else {})})
+            **({"finetune": finetune} if finetune is not None else {}),
+            **({"starts": starts["start"] + 1, "dropped_starts": starts["dropped"]} if starts else {})})
     return result
 
 

@@ -107,7 +107,8 @@ def finetune_configs(cfg, model_cfg, train_cfg, method):
                           "steps": steps, "lr": train_cfg.lr * cfg.finetune_lr,
                           "warmup": min(MAX_WARMUP, steps // 10), "weight_decay": 0.0,
                           "batch_size": cfg.finetune_batch or max(1, train_cfg.batch_size // F),
-                          "eval_every": 0, "ckpt_every": max(1, min(50, steps))})
+                          "eval_every": 0, "ckpt_every": max(1, min(50, steps)),
+                          "restarts": 0, "restart_step": 0, "restart_loss": 0.0})   # a fine-tune never restarts
     return mcfg, tcfg, model_cfg.T_train * F
 
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 
 from .. import positions
-from ..checkpoint import CKPT_NAME, CheckpointError, load_checkpoint, load_model, write_json
+from ..checkpoint import CKPT_NAME, CheckpointError, load_checkpoint, load_model, read_json, write_json
 from ..evaluate import evaluate_at_lengths
 from ..tasks import get_task
 from ..train import train
@@ -85,6 +85,14 @@ def eval_job(job):
     return rec
 
 
+def _starts(run_dir):
+    """How many starts the training in run_dir took (metrics.json; 1 without restarts)."""
+    path = os.path.join(run_dir, "metrics.json")
+    metrics = read_json(path, "metrics file") if os.path.exists(path) else {}
+    starts = metrics.get("starts", 1) if isinstance(metrics, dict) else 1
+    return starts if isinstance(starts, int) and starts >= 1 else 1
+
+
 def task_eval_job(job):
     """Exact-match accuracy of one (task, encoding, seed) at every test size (and at every depth the
     task is tested at), graded by tasklab.evaluate (greedy answers; a scratchpad written by the
@@ -106,6 +114,6 @@ def task_eval_job(job):
            "counts": counts, "key": job["key"], "key_fields": job["fields"],
            "lengths": {str(size): task.length(size) - 1 for size in cfg["sizes"]},
            "train_sizes": list(train_sizes), "examples": cfg["examples"],
-           "eval_seconds": time.time() - t1}
+           "starts": _starts(job["run_dir"]), "eval_seconds": time.time() - t1}
     write_json(job["path"], rec)
     return rec

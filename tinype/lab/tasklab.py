@@ -8,7 +8,7 @@ Encodings Boost Length Generalization of Transformers"):
     of at most +-5 points (the binomial worst case p = 1/2: n = ceil(1.96^2 / (4 * 0.05^2)) = 385),
     each cell reported with its Wilson interval;
   * exact match on the graded answer; a scratchpad is written by the model itself (greedy decoding);
-  * tasks.csv (task, pe, seed, size, in_range, accuracy, n, correct, ci_low, ci_high, bytes),
+  * tasks.csv (task, pe, seed, size, in_range, accuracy, n, correct, ci_low, ci_high, bytes, starts),
     tasks.png (accuracy against size per task, the training range shaded, error bars = mean +- std
     over seeds), and a summary section: in- and out-of-distribution tables (mean +- std over seeds),
     the mean rank of each encoding over tasks and test sizes beyond the range, and the
@@ -74,11 +74,28 @@ class TaskPreset:
     start: bytes = b""                 # a start byte before every prompt (tasks.WithStart); b"": none
     curriculum: float = 0.0            # fraction of the steps over which the largest size drawn grows
                                        # from the smallest to N (tasks.TaskSet); 0: uniform throughout
+    restarts: int = 0                  # starts a plateau may cost (TrainConfig.restarts; train.py, "Restarts"):
+    restart_at: float = 0.5            # the check, as a fraction of the steps
+    restart_loss: float = 0.0          # a start still above this mean training loss there is dropped
 
     def __post_init__(self):
         if not 0.0 <= self.curriculum <= 1.0:
             raise InvalidValue(f"a task preset's curriculum is a fraction of its steps in [0, 1], "
                                f"got {self.curriculum!r}")
+        if self.restarts and not (0.0 < self.restart_at < 1.0 and self.restart_loss > 0
+                                  and 1 <= round(self.restart_at * self.steps) < self.steps):
+            raise InvalidValue(f"a task preset with restarts needs restart_at in (0, 1), at a step before its last "
+                               f"one, and restart_loss > 0; got {self.restart_at!r} of {self.steps} steps and "
+                               f"{self.restart_loss!r}")
+
+    def restart_fields(self, steps):
+        """TrainConfig's restart fields for a training of `steps` steps: {} without restarts, and {}
+        at any budget but the preset's own (--task-steps): the threshold was measured on the loss
+        curve of the preset's schedule, and a shorter run would be above it at its check anyway."""
+        if not self.restarts or steps != self.steps:
+            return {}
+        return {"restarts": self.restarts, "restart_step": int(round(self.restart_at * steps)),
+                "restart_loss": self.restart_loss}
 
     def window(self, task):
         return self.T_train or task.length(self.largest) - 1
@@ -116,7 +133,8 @@ TASK_PRESETS = {
         "reverse": TaskPreset(largest=10, steps=3000, n_layer=4, start=START),
         "sort": TaskPreset(largest=10, steps=3000, n_layer=4, start=START),
         "parity": TaskPreset(largest=10, steps=3000, n_layer=4, start=START),
-        "addition": TaskPreset(largest=5, steps=6000, batch_size=64, n_layer=4, start=START),
+        "addition": TaskPreset(largest=5, steps=6000, batch_size=64, n_layer=4, start=START, lr=1e-3, curriculum=0.4,
+                               restarts=3, restart_at=0.6, restart_loss=0.6),
         "addition_scratch": TaskPreset(largest=5, steps=3000, n_layer=4, start=START),
     },
 }
@@ -165,7 +183,8 @@ def task_plans(tasks, preset="paper", steps=None, examples=None, sizes_factor=4,
         model_cfg = ModelConfig(n_layer=tp.n_layer, d_model=tp.d_model, n_head=tp.n_head, T_train=T)
         n_steps = steps or tp.steps
         train_cfg = replace(base_train, batch_size=tp.batch_size, steps=n_steps, lr=tp.lr,
-                            warmup=min(tp.warmup, n_steps // 10), eval_every=0, ckpt_every=max(n_steps // 4, 1))
+                            warmup=min(tp.warmup, n_steps // 10), eval_every=0, ckpt_every=max(n_steps // 4, 1),
+                            **tp.restart_fields(n_steps))
         largest = tp.largest if task.name != "passkey" else min(tp.largest, task.largest(T))
         source = TaskSet(task, largest=largest, curriculum=int(tp.curriculum * n_steps))
         source.check_window(T)
@@ -268,7 +287,7 @@ def evaluate(model, task, sizes, examples_per_depth, eval_seed, batch_size=64):
 # outputs ------------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ["task", "pe", "seed", "size", "in_range", "accuracy", "n", "correct", "ci_low", "ci_high",
-               "bytes"]
+               "bytes", "starts"]           # starts: how many starts the model's training took (restarts)
 
 
 def rows(task_records):
@@ -292,7 +311,7 @@ def rows(task_records):
             low, high = wilson_interval(correct, n)
             out.append({"task": r["task"], "pe": r["pe"], "seed": r["seed"], "size": int(size),
                         "in_range": int(lo <= int(size) <= hi), "accuracy": value, "n": n, "correct": correct,
-                        "ci_low": low, "ci_high": high, "bytes": r["lengths"][size]})
+                        "ci_low": low, "ci_high": high, "bytes": r["lengths"][size], "starts": r.get("starts", 1)})
     return out
 
 
@@ -415,6 +434,13 @@ def summary_section(task_records):
                   "| randomized | plain | difference | tasks |", "|---|---|---|---|"]
         lines += [f"| {rnd} | {plain} | {d:+.1f} | {k} |" for rnd, (plain, d, k) in gains.items()]
         lines.append("")
+    restarted = [r for r in task_records if r.get("starts", 1) > 1]
+    if restarted:
+        lines += ["### restarts from a plateau (the task preset's restarts; train.py, \"Restarts\")", "",
+                  "Models whose first start was still above the preset's training loss at its check and that "
+                  "were trained again from a new initialisation (the tables above show the start kept): "
+                  + ", ".join(f"{r['task']} {r['pe']} seed {r['seed']}: {r['starts']} starts" for r in restarted)
+                  + f" ({len(restarted)} of {len(task_records)} models).", ""]
     return "\n".join(lines) + "\n"
 
 
