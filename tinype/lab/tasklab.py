@@ -134,7 +134,7 @@ TASK_PRESETS = {
         "sort": TaskPreset(largest=10, steps=3000, n_layer=4, start=START),
         "parity": TaskPreset(largest=10, steps=3000, n_layer=4, start=START),
         "addition": TaskPreset(largest=5, steps=6000, batch_size=64, n_layer=4, start=START, lr=1e-3, curriculum=0.4,
-                               restarts=3, restart_at=0.6, restart_loss=0.6),
+                               restarts=4, restart_at=0.6, restart_loss=0.6),
         "addition_scratch": TaskPreset(largest=5, steps=3000, n_layer=4, start=START),
     },
 }
