@@ -86,10 +86,10 @@ def test_resume_across_a_restart_reaches_the_same_weights(tmp_path, monkeypatch)
     train_module = sys.modules["tinype.train"]
     real_save, saves = train_module._save, []
 
-    def save_then_interrupt(*args, **kw):             # checkpoints at 3 (start 0), then 3 and 6 of start 1
+    def save_then_interrupt(*args, **kw):    # checkpoints at 3 (start 0), then 0 (the drop), 3 and 6 of start 1
         real_save(*args, **kw)
         saves.append(1)
-        if len(saves) == 3:
+        if len(saves) == 4:
             raise KeyboardInterrupt
     monkeypatch.setattr(train_module, "_save", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
@@ -180,3 +180,85 @@ def test_the_lab_outputs_name_the_restarted_models(tmp_path):
     tasklab.write_csv(str(tmp_path / "tasks.csv"), records)
     head, first = open(tmp_path / "tasks.csv").read().splitlines()[:2]
     assert head.endswith(",bytes,starts") and first.endswith(",3")
+
+
+def test_the_check_averages_the_last_100_steps_only():
+    """With the check at step 120 the mean is over steps 21..120, not over all 120: a threshold
+    between the two means decides differently from one that read the whole history."""
+    cfg = dict(steps=130, batch_size=2, warmup=1, ckpt_every=0)
+    run = train(CFG, tcfg(**cfg), source(), progress=False, log=quiet)
+    losses = [h["loss"] for h in run.history[:120]]
+    last, whole = float(np.mean(losses[20:])), float(np.mean(losses))
+    assert whole > last * 1.01                      # the early steps are higher: the two means differ
+    between = (last + whole) / 2
+    kept = train(CFG, tcfg(**cfg, restarts=1, restart_step=120, restart_loss=between), source(), progress=False,
+                 log=quiet)
+    assert kept.starts == 1
+    dropped = train(CFG, tcfg(**cfg, restarts=1, restart_step=120, restart_loss=last * 0.999), source(),
+                    progress=False, log=quiet)
+    assert dropped.starts == 2
+
+
+def test_a_stop_right_after_a_drop_resumes_the_new_start(tmp_path):
+    """The drop writes the new start's step-0 checkpoint before anything else, so a stop right
+    after it (here: in the message) resumes the new start and never replays the dropped one."""
+    cfg = tcfg(restarts=1, restart_step=6, restart_loss=1e-6, ckpt_every=3)
+    full = train(CFG, cfg, source(), out=str(tmp_path / "a"), progress=False, log=quiet)
+
+    def stop_on_drop(msg):
+        if "stuck on a plateau" in msg:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train(CFG, cfg, source(), out=str(tmp_path / "b"), progress=False, log=stop_on_drop)
+    _, meta = load_checkpoint(str(tmp_path / "b" / "ckpt.npz"))
+    assert meta["step"] == 0 and meta["starts"]["start"] == 1 and meta["history"] == []
+    msgs = []
+    resumed = train(CFG, cfg, source(), out=str(tmp_path / "b"), resume=True, progress=False, log=msgs.append)
+    assert not any("stuck" in m for m in msgs) and resumed.starts == 2
+    assert same_weights(resumed.model, full.model)
+
+
+def test_a_dropped_start_leaves_no_checkpoint_at_its_check_step(tmp_path, monkeypatch):
+    train_module = sys.modules["tinype.train"]
+    real_save, saved = train_module._save, []
+
+    def record(path, model, opt, step, *args):
+        saved.append((step, args[-1]["start"] if args[-1] else None))
+        real_save(path, model, opt, step, *args)
+    monkeypatch.setattr(train_module, "_save", record)
+    train(CFG, tcfg(restarts=1, restart_step=6, restart_loss=1e-6, ckpt_every=6), source(), out=str(tmp_path / "r"),
+          progress=False, log=quiet)
+    assert (6, 0) not in saved and (0, 1) in saved and saved[-1] == (12, 1)
+
+
+def test_the_lab_reads_the_starts_from_metrics(tmp_path):
+    from tinype.checkpoint import write_json
+    from tinype.lab.jobs import _starts
+    assert _starts(str(tmp_path)) == 1                              # no metrics.json yet
+    write_json(str(tmp_path / "metrics.json"), {"starts": 3})
+    assert _starts(str(tmp_path)) == 3
+    for bad in ({"starts": "3"}, {"starts": 0}, [1, 2]):
+        write_json(str(tmp_path / "metrics.json"), bad)
+        assert _starts(str(tmp_path)) == 1
+
+
+def test_restart_fields_without_restarts_are_refused():
+    with pytest.raises(InvalidValue, match="restarts = 0"):
+        tcfg(restart_step=5, restart_loss=0.5)
+
+
+def test_the_command_line_fine_tunes_a_model_trained_with_restarts(tmp_path):
+    """A fine-tune starts from the source's weights: the source's restarts are not carried over."""
+    from tinype.cli import main
+    from tinype.tasks import START
+    src = str(tmp_path / "src")
+    task = get_task("addition", START)
+    cfg = ModelConfig(n_layer=1, d_model=16, n_head=2, T_train=task.length(2) - 1)
+    train(cfg, tcfg(restarts=1, restart_step=5, restart_loss=1e6), TaskSet(task, largest=2), out=src,
+          progress=False, log=quiet)
+    _, meta = load_checkpoint(src + "/ckpt.npz")
+    assert meta["train_config"]["restarts"] == 1
+    out = str(tmp_path / "ft")
+    assert main(["train", "--init-from", src, "--steps", "3", "--out", out, "--no-progress"]) == 0
+    _, ft = load_checkpoint(out + "/ckpt.npz")
+    assert "restarts" not in ft["train_config"] and ft["step"] == 3

@@ -209,7 +209,7 @@ def _finetune_configs(args, overrides):
     from dataclasses import replace
 
     from .checkpoint import load_checkpoint
-    from .config import ModelConfig, TrainConfig
+    from .config import RESTART_FIELDS, ModelConfig, TrainConfig
     from .errors import InvalidFile
     from .train import resolve_checkpoint
 
@@ -230,6 +230,8 @@ def _finetune_configs(args, overrides):
     model.update({k: v for k, v in (("n_layer", args.n_layer), ("d_model", args.d_model),
                                     ("n_head", args.n_head)) if v is not None})
     model_cfg = ModelConfig.from_dict(model)                   # an unknown option fails here, by name
+    # a fine-tune starts from the source's weights: the source's restarts from a plateau do not apply
+    src_train = {k: v for k, v in src_train.items() if k not in RESTART_FIELDS}
     train_cfg = replace(TrainConfig.from_dict(src_train), **overrides)
     if args.warmup is None:
         train_cfg = replace(train_cfg, warmup=min(train_cfg.warmup, train_cfg.steps // 10))

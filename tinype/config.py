@@ -125,6 +125,9 @@ class TrainConfig:
             raise InvalidValue(f"betas must be in [0, 1), got ({self.beta1}, {self.beta2})")
         if self.weight_decay < 0 or self.grad_clip < 0 or self.eps <= 0:
             raise InvalidValue("weight_decay and grad_clip must be >= 0 and eps > 0")
+        if not self.restarts and (self.restart_step or self.restart_loss):
+            raise InvalidValue(f"restart_step and restart_loss set ({self.restart_step}, {self.restart_loss}) but "
+                               f"restarts = 0: set restarts (how many times a start may be dropped) too")
         if self.restarts:
             if not 1 <= self.restart_step < self.steps:
                 raise InvalidValue(f"with restarts, restart_step (the step of the plateau check) must be in "

@@ -318,14 +318,16 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     bar = None
     if progress and start < train_cfg.steps:
         from tqdm.auto import tqdm
-        bar = tqdm(total=train_cfg.steps, initial=start, desc=f"{'fine-tune' if finetune else 'train'} {model_cfg.pe}",
+        again = f" (start {starts['start'] + 1})" if starts and starts["start"] else ""
+        bar = tqdm(total=train_cfg.steps, initial=start,
+                   desc=f"{'fine-tune' if finetune else 'train'} {model_cfg.pe}{again}",
                    unit="step",
                    dynamic_ncols=True)
     tokens_per_step = train_cfg.batch_size * T
     t0, steps_done, tok_s = time.perf_counter(), 0, 0.0
     val_last = None
     seed = start_seed(train_cfg.seed, starts["start"]) if starts else train_cfg.seed
-    step = start
+    step, resumed_from = start, start
     try:
         while step < train_cfg.steps:
             rng = np.random.default_rng([seed, step])
@@ -344,25 +346,29 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
             steps_done += 1
             record = {"step": step + 1, "loss": loss, "lr": lr, "grad_norm": norm}
             done = step = step + 1
-            if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.steps:
-                val_last = _validate(model, corpus, T, train_cfg.eval_windows)["nll"]
-                record["val_nll"] = val_last
-            history.append(record)
-            stuck = _stuck(train_cfg, starts["start"], done, history) if starts else None
+            stuck = _stuck(train_cfg, starts["start"], done, history + [record]) if starts else None
             if stuck is not None:            # drop this start and begin again (module docstring, "Restarts")
                 k = starts["start"]
                 starts["dropped"].append({"start": k, "seed": seed, "step": done, "mean_loss": stuck})
-                log(f"start {k + 1} of at most {train_cfg.restarts + 1}: mean training loss {stuck:.3f} over steps "
-                    f"{done - min(100, done) + 1}-{done}, above {train_cfg.restart_loss:g}: stuck on a plateau; "
-                    f"beginning again from a new initialisation")
                 starts["start"] = k + 1
                 seed = start_seed(train_cfg.seed, k + 1)
                 model = Transformer(model_cfg, seed=seed)
-                opt, history, step, val_last = new_optimizer(model), [], 0, None
+                opt, history, step, val_last, resumed_from = new_optimizer(model), [], 0, None, 0
+                if ckpt:                     # the new start at step 0: a resume never replays the dropped one
+                    _save(ckpt, model, opt, 0, model_cfg, train_cfg, corpus, history, finetune, starts)
+                if bar is not None:
+                    bar.clear()
+                log(f"start {k + 1} of at most {train_cfg.restarts + 1}: mean training loss {stuck:.3f} over steps "
+                    f"{done - min(100, done) + 1}-{done}, above {train_cfg.restart_loss:g}: stuck on a plateau; "
+                    f"beginning again from a new initialisation")
                 if bar is not None:
                     bar.reset(total=train_cfg.steps)
                     bar.set_description(f"train {model_cfg.pe} (start {k + 2})")
                 continue
+            if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.steps:
+                val_last = _validate(model, corpus, T, train_cfg.eval_windows)["nll"]
+                record["val_nll"] = val_last
+            history.append(record)
             if done in snapshots:
                 _save(snapshot_path(out, done), model, None, done, model_cfg, train_cfg, corpus, [], finetune)
             if ckpt and train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0:
@@ -382,7 +388,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     if ckpt and (steps_done or not os.path.exists(ckpt)):
         _save(ckpt, model, opt, train_cfg.steps, model_cfg, train_cfg, corpus, history, finetune, starts)
     val = _validate(model, corpus, T)
-    result = TrainResult(model, history, val, tok_s, out, start, finetune, starts["start"] + 1 if starts else 1)
+    result = TrainResult(model, history, val, tok_s, out, resumed_from, finetune, starts["start"] + 1 if starts else 1)
     if out:
         write_json(os.path.join(out, "metrics.json"), {
             "val_nll": val["nll"], "val_ppl": val["ppl"], "val_windows": val["windows"],

@@ -74,7 +74,8 @@ class TaskPreset:
     start: bytes = b""                 # a start byte before every prompt (tasks.WithStart); b"": none
     curriculum: float = 0.0            # fraction of the steps over which the largest size drawn grows
                                        # from the smallest to N (tasks.TaskSet); 0: uniform throughout
-    restarts: int = 0                  # starts a plateau may cost (TrainConfig.restarts; train.py, "Restarts"):
+    restarts: int = 0                  # how many times a start may be dropped (at most restarts + 1 starts;
+                                       # TrainConfig.restarts; train.py, "Restarts"):
     restart_at: float = 0.5            # the check, as a fraction of the steps
     restart_loss: float = 0.0          # a start still above this mean training loss there is dropped
 
@@ -111,9 +112,9 @@ class TaskPreset:
 #:            0% at 5 digits). A start either finds the middle digits or stays on the anchors-only
 #:            plateau (loss ln(10) x 6/20 = 0.69 per answer byte), which depends on the
 #:            initialisation: over 12 single starts of 6 encodings (restarts off), the 6 below 0.6 at
-#:            step 3600 learned addition (>= 95% at every size) and the 6 above did not. Hence up to
-#:            4 restarts there; about 3 min per start on one core (AVX-512), at most 3.4 trainings
-#:            per model (README, "Synthetic tasks", restarts)
+#:            step 3600 learned addition (>= 95% at every training size) and the 6 above did
+#:            not. Hence up to 4 restarts there; about 3 min per training on one core (AVX-512),
+#:            at most the compute of 3.4 trainings per model (README, "Synthetic tasks", restarts)
 #:   addition_scratch  4 layers, 3000 steps: NoPE 100% at size 5 (measured with the operands most
 #:            significant first); about 4 min per model
 #:   passkey  4 layers, 8 heads, 4000 steps, T 64, the start byte: 6-7 min per model on one
@@ -437,13 +438,16 @@ def summary_section(task_records):
                   "| randomized | plain | difference | tasks |", "|---|---|---|---|"]
         lines += [f"| {rnd} | {plain} | {d:+.1f} | {k} |" for rnd, (plain, d, k) in gains.items()]
         lines.append("")
-    restarted = [r for r in task_records if r.get("starts", 1) > 1]
+    trainings = {(r["task"], r.get("trained") or r["pe"], r["seed"]): r for r in task_records}   # one per model
+    restarted = [r for r in trainings.values() if r.get("starts", 1) > 1]
     if restarted:
         lines += ["### restarts from a plateau (the task preset's restarts; train.py, \"Restarts\")", "",
-                  "Models whose first start was still above the preset's training loss at its check and that "
-                  "were trained again from a new initialisation (the tables above show the start kept): "
-                  + ", ".join(f"{r['task']} {r['pe']} seed {r['seed']}: {r['starts']} starts" for r in restarted)
-                  + f" ({len(restarted)} of {len(task_records)} models).", ""]
+                  "Models whose first start was still above the preset's restart_loss (its mean training loss "
+                  "over the last 100 steps) at the check and that were trained again from a new "
+                  "initialisation (the tables above show the start kept): "
+                  + ", ".join(f"{r['task']} {r.get('trained') or r['pe']} seed {r['seed']}: {r['starts']} starts"
+                              for r in restarted)
+                  + f" ({len(restarted)} of {len(trainings)} models).", ""]
     return "\n".join(lines) + "\n"
 
 
