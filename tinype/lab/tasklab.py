@@ -129,7 +129,8 @@ class TaskPreset:
 #:   dependent for every encoding), T5 and randomized RoPE on sort (90.9 / 88.4%, 3 seeds) and
 #:   randomized RoPE on reverse (and on plain addition, one seed before the restarts; with the
 #:   scratchpad it reaches 98.7%, 3 seeds). Plain addition with the restarts: every model of NoPE,
-#:   RoPE, ALiBi, T5, KERPLE, FIRE and Sandwich, 3 seeds each, >= 98.7% at every training size
+#:   RoPE, ALiBi, T5, KERPLE, FIRE, Sandwich and randomized RoPE, 3 seeds each, >= 98.7% at every
+#:   training size
 TASK_PRESETS = {
     "paper": {
         "passkey": TaskPreset(largest=64, steps=4000, T_train=64, n_layer=4, n_head=8, start=START),  # 65 B with ^
