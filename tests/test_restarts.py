@@ -262,3 +262,16 @@ def test_the_command_line_fine_tunes_a_model_trained_with_restarts(tmp_path):
     assert main(["train", "--init-from", src, "--steps", "3", "--out", out, "--no-progress"]) == 0
     _, ft = load_checkpoint(out + "/ckpt.npz")
     assert "restarts" not in ft["train_config"] and ft["step"] == 3
+
+
+def test_the_lab_fine_tunes_without_the_source_restarts():
+    """The context extension fine-tunes a task model in its own shape: a source trained with
+    restarts gives a fine-tune without them, whose key is that of a plain fine-tune."""
+    from tinype.lab.extend import finetune_configs
+    from tinype.lab.sweep import LabConfig
+    lab = LabConfig(extend=4)
+    plain = tcfg(steps=6000)
+    with_restarts = tcfg(steps=6000, restarts=4, restart_step=3600, restart_loss=0.6)
+    _, ft, _ = finetune_configs(lab, CFG, with_restarts, "rope")
+    _, ft_plain, _ = finetune_configs(lab, CFG, plain, "rope")
+    assert ft.restarts == 0 and ft.to_dict() == ft_plain.to_dict()

@@ -83,6 +83,12 @@ def _stuck(train_cfg, start, done, history):
     return loss if loss > train_cfg.restart_loss else None
 
 
+def _bar_label(model_cfg, finetune, starts):
+    """The progress bar's label: "train rope", "fine-tune rope_yarn", "train nope (start 2)"."""
+    again = f" (start {starts['start'] + 1})" if starts and starts["start"] else ""
+    return f"{'fine-tune' if finetune else 'train'} {model_cfg.pe}{again}"
+
+
 def _save(path, model, opt, step, model_cfg, train_cfg, corpus, history, finetune=None, starts=None):
     arrays = {f"param/{k}": v for k, v in model.parameters().items()}
     meta = {"step": step, "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
@@ -318,10 +324,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     bar = None
     if progress and start < train_cfg.steps:
         from tqdm.auto import tqdm
-        again = f" (start {starts['start'] + 1})" if starts and starts["start"] else ""
-        bar = tqdm(total=train_cfg.steps, initial=start,
-                   desc=f"{'fine-tune' if finetune else 'train'} {model_cfg.pe}{again}",
-                   unit="step",
+        bar = tqdm(total=train_cfg.steps, initial=start, desc=_bar_label(model_cfg, finetune, starts), unit="step",
                    dynamic_ncols=True)
     tokens_per_step = train_cfg.batch_size * T
     t0, steps_done, tok_s = time.perf_counter(), 0, 0.0
@@ -346,7 +349,8 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
             steps_done += 1
             record = {"step": step + 1, "loss": loss, "lr": lr, "grad_norm": norm}
             done = step = step + 1
-            stuck = _stuck(train_cfg, starts["start"], done, history + [record]) if starts else None
+            history.append(record)
+            stuck = _stuck(train_cfg, starts["start"], done, history) if starts else None
             if stuck is not None:            # drop this start and begin again (module docstring, "Restarts")
                 k = starts["start"]
                 starts["dropped"].append({"start": k, "seed": seed, "step": done, "mean_loss": stuck})
@@ -363,12 +367,11 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
                     f"beginning again from a new initialisation")
                 if bar is not None:
                     bar.reset(total=train_cfg.steps)
-                    bar.set_description(f"train {model_cfg.pe} (start {k + 2})")
+                    bar.set_description(_bar_label(model_cfg, finetune, starts))
                 continue
             if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.steps:
                 val_last = _validate(model, corpus, T, train_cfg.eval_windows)["nll"]
                 record["val_nll"] = val_last
-            history.append(record)
             if done in snapshots:
                 _save(snapshot_path(out, done), model, None, done, model_cfg, train_cfg, corpus, [], finetune)
             if ckpt and train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0:

@@ -64,7 +64,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..checkpoint import CKPT_NAME, load_checkpoint, load_model, write_json
-from ..config import RESULT_FORMAT, TrainConfig
+from ..config import RESTART_FIELDS, RESULT_FORMAT, TrainConfig
 from ..errors import InvalidFile
 from ..evaluate import evaluate_task_nll, position_nll, task_accuracy
 from ..tasks import DEPTHS, encode_examples, get_task
@@ -103,12 +103,12 @@ def finetune_configs(cfg, model_cfg, train_cfg, method):
     base, pe, scaled = METHODS[method]
     mcfg = replace(model_cfg, pe=pe, pe_options={"factor": float(F)} if scaled else {})
     steps = max(cfg.finetune_steps)
-    tcfg = TrainConfig(**{**train_cfg.to_dict(),
+    source = {k: v for k, v in train_cfg.to_dict().items() if k not in RESTART_FIELDS}   # a fine-tune never restarts
+    tcfg = TrainConfig(**{**source,
                           "steps": steps, "lr": train_cfg.lr * cfg.finetune_lr,
                           "warmup": min(MAX_WARMUP, steps // 10), "weight_decay": 0.0,
                           "batch_size": cfg.finetune_batch or max(1, train_cfg.batch_size // F),
-                          "eval_every": 0, "ckpt_every": max(1, min(50, steps)),
-                          "restarts": 0, "restart_step": 0, "restart_loss": 0.0})   # a fine-tune never restarts
+                          "eval_every": 0, "ckpt_every": max(1, min(50, steps))})
     return mcfg, tcfg, model_cfg.T_train * F
 
 
