@@ -32,12 +32,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def make_tinype(model_cfg, train_cfg):
     from tinype import Transformer
     from tinype.optim import AdamW, clip_grad_norm
+    from tinype.parallel import ShardedStep
     model = Transformer(model_cfg, seed=0)
     opt = AdamW(model.parameters(), lr=train_cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    sharded = ShardedStep(model, train_cfg.shards)             # as tinype.train.train runs a step
 
     def step(x, y):
-        model.loss(x, y)
-        grads = model.backward()
+        _, grads = sharded(x, y, train=True)
         clip_grad_norm(grads, 1.0)
         opt.step(grads, train_cfg.lr)
     return step, lambda b: b

@@ -17,10 +17,13 @@ if __name__ == "__main__":
     import _threads
     _threads.set_threads()
 
+import threading
 import time
 from collections import defaultdict
 
 import numpy as np
+
+_LOCK = threading.Lock()
 
 # (module attribute, label, what it is): the pieces to time, innermost first
 PIECES = [
@@ -46,8 +49,9 @@ def _wrap(fn, label, totals, counts):
         try:
             return fn(*args, **kwargs)
         finally:
-            totals[label] += time.perf_counter() - t0
-            counts[label] += 1
+            with _LOCK:                              # the shards' threads time pieces side by side
+                totals[label] += time.perf_counter() - t0
+                counts[label] += 1
     return timed
 
 
@@ -102,12 +106,19 @@ def _time(fn):
     return time.perf_counter() - t0
 
 
-def profile(preset_name="standard", pe="learned", steps=20, warmup=3):
-    """{label: seconds per step}, the whole step's seconds, and the calls per step of each piece."""
+def profile(preset_name="standard", pe="learned", steps=20, warmup=3, shards=None):
+    """{label: core-seconds per step}, the step's wall seconds, the calls per step of each piece,
+    and the threads the step ran on. The step is tinype.train's: the batch in the preset's shards
+    (tinype.parallel), each on its own thread, so the pieces' times add up over the threads."""
+    from dataclasses import replace
+
     from tinype import Transformer, preset
     from tinype.data import Corpus, get_batch
     from tinype.optim import AdamW
+    from tinype.parallel import ShardedStep
     mc, tc = preset(preset_name, pe=pe)
+    if shards is not None:
+        tc = replace(tc, shards=shards)
     corpus = Corpus.default()
     model = Transformer(mc, seed=0)
     opt = AdamW(model.parameters(), lr=tc.lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -118,21 +129,22 @@ def profile(preset_name="standard", pe="learned", steps=20, warmup=3):
     restore = install(totals, counts)
     try:
         clip = optim_mod.clip_grad_norm
-        for i, (x, y) in enumerate(batches):
-            if i == warmup:
-                totals.clear()
-                counts.clear()
-                t0 = time.perf_counter()
-            model.loss(x, y)
-            grads = model.backward()
-            clip(grads, 1.0)
-            opt.step(grads, tc.lr)
-        wall = (time.perf_counter() - t0) / steps
+        with ShardedStep(model, tc.shards) as sharded:
+            for i, (x, y) in enumerate(batches):
+                if i == warmup:
+                    totals.clear()
+                    counts.clear()
+                    t0 = time.perf_counter()
+                _, grads = sharded(x, y, train=True)
+                clip(grads, 1.0)
+                opt.step(grads, tc.lr)
+            wall = (time.perf_counter() - t0) / steps
+            threads = sharded.threads
     finally:
         restore()
     per_step = {k: v / steps for k, v in totals.items()}
     calls = {k: counts[k] // steps for k in counts}
-    return mc, tc, per_step, wall, calls
+    return mc, tc, per_step, wall, calls, threads
 
 
 def main():
@@ -141,29 +153,35 @@ def main():
     ap.add_argument("--pe", default="learned")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shards", type=int, help="override the preset's shards (1: the whole batch at once)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = ap.parse_args()
-    mc, tc, per_step, wall, calls = profile(args.preset, args.pe, args.steps)
+    mc, tc, per_step, wall, calls, threads = profile(args.preset, args.pe, args.steps, shards=args.shards)
     peak = sgemm_peak()
     flops = step_flops(mc, tc.batch_size)
     tokens = tc.batch_size * mc.T_train
     rows = sorted(per_step.items(), key=lambda kv: -kv[1])
-    glue = wall - sum(per_step.values())
-    print(f"preset {args.preset}, pe {args.pe}: {wall * 1e3:.1f} ms per step, {tokens / wall:,.0f} tokens/s, "
+    core = wall * threads                    # the core-time the step had: its wall time on each thread
+    glue = core - sum(per_step.values())
+    print(f"preset {args.preset}, pe {args.pe}, {min(tc.shards, tc.batch_size)} shard(s) on {threads} thread(s): "
+          f"{wall * 1e3:.1f} ms per step, {tokens / wall:,.0f} tokens/s, "
           f"{flops / wall / 1e9:.0f} GFLOP/s of the model's FLOPs = {flops / wall / 1e9 / peak:.0%} of this "
           f"machine's sgemm ({peak:.0f} GFLOP/s, 2048^3, measured now)")
+    unit = "core-ms/step" if threads > 1 else "ms/step"
+    rest = ("glue: copies, reshapes, residual adds, Python; adding the shards; waiting"
+            if threads > 1 else "glue: copies, reshapes, residual adds, Python")
     if args.markdown:
-        print("\n| part of the step | calls | ms/step | share |\n|---|---:|---:|---:|")
+        print(f"\n| part of the step | calls | {unit} | share |\n|---|---:|---:|---:|")
         for k, v in rows:
-            print(f"| {k} | {calls[k]} | {v * 1e3:.1f} | {v / wall:.0%} |")
-        print(f"| glue: copies, reshapes, residual adds, Python | | {glue * 1e3:.1f} | {glue / wall:.0%} |")
-        print(f"| **whole step** | | **{wall * 1e3:.1f}** | 100% |")
+            print(f"| {k} | {calls[k]} | {v * 1e3:.1f} | {v / core:.0%} |")
+        print(f"| {rest} | | {glue * 1e3:.1f} | {glue / core:.0%} |")
+        print(f"| **whole step** ({threads} x {wall * 1e3:.1f} ms) | | **{core * 1e3:.1f}** | 100% |")
     else:
-        print(f"{'part of the step':<42}{'calls':>7}{'ms/step':>10}{'share':>8}")
+        print(f"{'part of the step':<42}{'calls':>7}{unit:>14}{'share':>8}")
         for k, v in rows:
-            print(f"{k:<42}{calls[k]:>7}{v * 1e3:>10.2f}{v / wall:>8.0%}")
-        print(f"{'glue: copies, reshapes, residual adds':<42}{'':>7}{glue * 1e3:>10.2f}{glue / wall:>8.0%}")
-        print(f"{'whole step':<42}{'':>7}{wall * 1e3:>10.2f}{1:>8.0%}")
+            print(f"{k:<42}{calls[k]:>7}{v * 1e3:>14.2f}{v / core:>8.0%}")
+        print(f"{rest[:41]:<42}{'':>7}{glue * 1e3:>14.2f}{glue / core:>8.0%}")
+        print(f"{'whole step':<42}{'':>7}{core * 1e3:>14.2f}{1:>8.0%}")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,9 @@ def build_parser():
     t.add_argument("--steps", type=_positive_int, help="override the preset's number of steps")
     t.add_argument("--lr", type=_positive_float, help="override the preset's peak learning rate")
     t.add_argument("--batch-size", type=_positive_int, help="override the preset's batch size")
+    t.add_argument("--shards", type=_positive_int,
+                   help="cut each step's batch into N shards, each on its own core, and add their gradients "
+                        "(default: the preset's, 2; 1: the whole batch at once)")
     t.add_argument("--warmup", type=_nonneg_int, help="warmup steps (default: the preset's, at most steps/10)")
     t.add_argument("--seed", type=_nonneg_int, default=0, help="seed for init and batches (default 0)")
     t.add_argument("--eval-every", type=_nonneg_int, help="validation every N steps (0: only at the end)")
@@ -205,7 +208,7 @@ def _finetune_configs(args, overrides):
     The model: the source's configuration, with --pe / --pe-option (options merge into the source's
     when the encoding stays, replace them when it changes) and any shape flag (refused later by
     train if it differs). The budget: the source's training settings with --steps, --lr,
-    --batch-size, --warmup, --seed, --eval-every, --ckpt-every; warmup at most steps/10."""
+    --batch-size, --shards, --warmup, --seed, --eval-every, --ckpt-every; warmup at most steps/10."""
     from dataclasses import replace
 
     from .checkpoint import load_checkpoint
@@ -247,7 +250,8 @@ def cmd_train(args):
 
     overrides = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("batch_size", args.batch_size),
                                    ("seed", args.seed), ("eval_every", args.eval_every),
-                                   ("ckpt_every", args.ckpt_every), ("warmup", args.warmup)) if v is not None}
+                                   ("ckpt_every", args.ckpt_every), ("warmup", args.warmup),
+                                   ("shards", args.shards)) if v is not None}
     if args.init_from is not None:
         model_cfg, train_cfg = _finetune_configs(args, overrides)
         context = args.context

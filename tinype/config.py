@@ -99,14 +99,19 @@ class TrainConfig:
     restarts: int = 0
     restart_step: int = 0
     restart_loss: float = 0.0
+    # Data parallelism (tinype.parallel): each step's batch is cut into min(shards, batch_size)
+    # shards whose gradients are computed on their own cores and added. The result depends on the
+    # shards (float rounding: the sums run in another order), not on the threads. 1: the whole
+    # batch at once (and the field is left out of to_dict, so earlier runs keep their keys).
+    shards: int = 1
 
     def __post_init__(self):
         for name in ("batch_size", "steps", "warmup", "eval_every", "eval_windows", "ckpt_every", "seed", "restarts",
-                     "restart_step"):
+                     "restart_step", "shards"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise InvalidValue(f"TrainConfig.{name} must be a whole number, got {value!r}")
-        for name in ("batch_size", "steps"):
+        for name in ("batch_size", "steps", "shards"):
             if getattr(self, name) < 1:
                 raise InvalidValue(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup", "eval_every", "ckpt_every", "seed", "restarts", "restart_step"):
@@ -143,6 +148,8 @@ class TrainConfig:
         if not self.restarts:                # the keys and configs of runs without restarts stay as they were
             for name in RESTART_FIELDS:
                 del d[name]
+        if self.shards == 1:
+            del d["shards"]
         return d
 
     @classmethod
@@ -156,9 +163,9 @@ class TrainConfig:
 
 PRESETS = {
     "quick": (ModelConfig(n_layer=2, d_model=64, n_head=4, T_train=64),
-              TrainConfig(batch_size=32, steps=600, lr=3e-3, warmup=50)),
+              TrainConfig(batch_size=32, steps=600, lr=3e-3, warmup=50, shards=2)),
     "standard": (ModelConfig(n_layer=4, d_model=128, n_head=4, T_train=128),
-                 TrainConfig(batch_size=32, steps=2000, lr=2e-3, warmup=100)),
+                 TrainConfig(batch_size=32, steps=2000, lr=2e-3, warmup=100, shards=2)),
 }
 
 

@@ -108,6 +108,13 @@ class Transformer:
             raise RuntimeError("no gradients yet: call model.loss(idx, targets) then model.backward()")
         return self.grads
 
+    def replica(self) -> Transformer:
+        """Another model over the same parameter arrays (shared, not copied), with its own forward
+        cache and gradients: a data-parallel shard runs on it beside this one (tinype.parallel)."""
+        twin = Transformer(self.config)
+        twin.params = self.params
+        return twin
+
     def num_parameters(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 

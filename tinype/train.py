@@ -24,6 +24,11 @@ start_seed(seed, k); start 0 the seed itself, so a run that never restarts is th
 restarts), at most R times; the last start trains to the end whatever its loss. The decision reads
 the training loss only, never a test. The checkpoint and metrics.json record how many starts it took
 and what each dropped start reached.
+
+Data parallelism (TrainConfig.shards, the presets' 2): each step's batch is cut into shards whose
+losses and gradients are computed on their own threads, one core each, and added, weighted by
+their counted targets (tinype.parallel says why and how). The result depends on the number of
+shards, not on the number of threads.
 """
 import math
 import os
@@ -47,6 +52,7 @@ from .errors import FolderInUse, InvalidValue, MissingFile, ensure_writable_fold
 from .evaluate import evaluate_lm, evaluate_task_nll
 from .model import Transformer
 from .optim import AdamW, clip_grad_norm, lr_at
+from .parallel import ShardedStep
 
 
 class TrainingDiverged(RuntimeError):
@@ -331,18 +337,18 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     val_last = None
     seed = start_seed(train_cfg.seed, starts["start"]) if starts else train_cfg.seed
     step, resumed_from = start, start
+    sharded = ShardedStep(model, train_cfg.shards)         # loss and gradients (tinype.parallel)
     try:
         while step < train_cfg.steps:
             rng = np.random.default_rng([seed, step])
             x, y = corpus.batch(train_cfg.batch_size, T, rng, step=step)
-            loss = model.loss(x, y, train=True, rng=rng)
+            loss, grads = sharded(x, y, train=True, rng=rng)
             if not math.isfinite(loss):
                 last = f"the last good checkpoint is {ckpt}" if ckpt and os.path.exists(ckpt) else \
                     "no checkpoint was written"
                 raise TrainingDiverged(
                     f"loss became {loss} at step {step}; {last}. Try a lower learning rate "
                     f"(now {train_cfg.lr:g}, e.g. --lr {train_cfg.lr / 2:g}).")
-            grads = model.backward()
             norm = clip_grad_norm(grads, train_cfg.grad_clip)
             lr = lr_at(step, train_cfg.lr, train_cfg.steps, train_cfg.warmup, train_cfg.min_lr_ratio)
             opt.step(grads, lr)
@@ -357,6 +363,8 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
                 starts["start"] = k + 1
                 seed = start_seed(train_cfg.seed, k + 1)
                 model = Transformer(model_cfg, seed=seed)
+                sharded.close()
+                sharded = ShardedStep(model, train_cfg.shards)
                 opt, history, step, val_last, resumed_from = new_optimizer(model), [], 0, None, 0
                 if ckpt:                     # the new start at step 0: a resume never replays the dropped one
                     _save(ckpt, model, opt, 0, model_cfg, train_cfg, corpus, history, finetune, starts)
@@ -384,6 +392,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
                 bar.set_postfix(post, refresh=False)
                 bar.update(1)
     finally:
+        sharded.close()
         if bar is not None:
             bar.close()
     elapsed = time.perf_counter() - t0
