@@ -85,12 +85,15 @@ cdef extern from "tiles.h" nogil:
     const char* TINYPE_BUILD_FLAGS
     const char* TP_COMPILER
 
-# GELU's and cross-entropy's float32 loops, one copy per CPU path (pyx/elementwise.h)
+# GELU's, cross-entropy's and the attention rows' float32 loops, one copy per CPU path (pyx/elementwise.h)
 # (each entry point takes the CPU path and calls that path's copy)
 cdef extern from "elementwise.h" nogil:
     void tp_gelu_fwd(int path, const float* x, float* out, float* t, Py_ssize_t n)
     void tp_gelu_bwd(int path, const float* dout, const float* x, const float* t, float* dx, Py_ssize_t n)
     double tp_xent_row(int path, const float* z, Py_ssize_t target, float weight, float* d, Py_ssize_t V)
+    float tp_row_logits(int path, float* s, Py_ssize_t ncol, float a, const float* bias, Py_ssize_t diag,
+                        int with_max)
+    float tp_row_weights(int path, float* s, Py_ssize_t ncol, Py_ssize_t nk, float shift)
 
 _PATHS = ("portable", "avx2", "avx512")
 

@@ -143,6 +143,24 @@ cdef inline floating _row_weights(floating* srow, Py_ssize_t ncol, Py_ssize_t nk
     return total
 
 
+cdef inline floating _logits_max(floating* srow, Py_ssize_t ncol, floating a, const floating* bias,
+                                 Py_ssize_t diag, bint with_max=True) noexcept nogil:
+    """_row_logits, then (with_max) _row_max; float32 takes this CPU path's copy (pyx/elementwise.h),
+    whose loops are vectorised at its width (16 floats under AVX-512, where this file's are 4)."""
+    if floating is float:
+        return tp_row_logits(_cpu_path, srow, ncol, a, bias, diag, with_max)
+    _row_logits(srow, ncol, a, bias, diag)
+    return _row_max(srow, ncol) if with_max else -INFINITY
+
+
+cdef inline floating _weights(floating* srow, Py_ssize_t ncol, Py_ssize_t nk, floating shift) noexcept nogil:
+    """_row_weights; float32 takes this CPU path's copy (pyx/elementwise.h), which calls the 16-wide
+    exp under AVX-512 (this file's loops call the 4-wide one)."""
+    if floating is float:
+        return tp_row_weights(_cpu_path, srow, ncol, nk, shift)
+    return _row_weights(srow, ncol, nk, shift)
+
+
 cdef inline void _add_diagonals(floating* dg, const floating* dsrow, Py_ssize_t e0, Py_ssize_t ncol) noexcept nogil:
     """dg[e0 - c] += dsrow[c] for c < ncol: a row's share of the tile's sums along diagonals i - j.
     Written with dg indexed forwards: gcc vectorises it so (a reversed store does not)."""
@@ -178,14 +196,13 @@ cdef void _attn_fwd_tile(const floating* q, const floating* kt, const floating* 
             i = qs + r
             srow = s + r * BK
             ncol = _visible(i, ks, nk, causal)
-            _row_logits(srow, ncol, mult[i] if mult != NULL else 1, bias, offset + i - ks)
-            m_new = max(m[r], _row_max(srow, ncol))
+            m_new = max(m[r], _logits_max(srow, ncol, mult[i] if mult != NULL else 1, bias, offset + i - ks))
             if m_new == -INFINITY:                     # nothing visible yet: the row stays empty
                 memset(srow, 0, nk * sizeof(floating))
                 continue
             # rescale what this row gathered so far to the new max (exp(-inf) = 0 at the start)
             corr = _exp(m[r] - m_new)
-            psum = _row_weights(srow, ncol, nk, m_new)
+            psum = _weights(srow, ncol, nk, m_new)
             l[r] = l[r] * corr + psum
             m[r] = m_new
             if corr != 1:
@@ -242,8 +259,8 @@ cdef void _attn_bwd_head(const floating* q, const floating* k, const floating* k
                 i = qs + r
                 prow = p + r * BK
                 ncol = _visible(i, ks, nk, causal)
-                _row_logits(prow, ncol, mult[i] if mult != NULL else 1, bias, offset + i - ks)
-                _row_weights(prow, ncol, nk, lse[i])
+                _logits_max(prow, ncol, mult[i] if mult != NULL else 1, bias, offset + i - ks, False)
+                _weights(prow, ncol, nk, lse[i])
             # in the forward pass this was: out_i = sum_j p_ij v_j;  so dv_j += p_ij dout_i
             _tile_mm(nk, D, nq, <floating>1, p, 1, BK, dout + qs * D, D, dv + ks * D, D)
             # dp_ij = dout_i . v_j;  ds_ij = p_ij (dp_ij - rowdot_i)

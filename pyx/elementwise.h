@@ -66,23 +66,85 @@ TARGET static double tp_xent_row_##SUFFIX(const float *z, ptrdiff_t target, floa
     return log(s) - (double)(z[target] - mx);                                                       \
 }
 
+/* One row of an attention tile (pyx/attention.pxi), in two passes: the float32 twins of its
+ * _row_logits + _row_max and of _row_weights, which say why each step is there.
+ * tp_row_logits: s[c] = a s[c] + bias[diag - c] (bias may be NULL) for the ncol visible keys;
+ * returns their max if with_max (else -inf; -inf for none too), kept as W running maxima in one
+ * vector register of the path (W = 4, 8, 16 floats): written lane by lane, gcc does not vectorise it.
+ * tp_row_weights: s[c] = exp(max(s[c] - shift, -87)), flushed to 0 below 1e-20, for the visible
+ * keys and 0 for the rest of the tile's nk; returns the sum of the weights. */
+#define TP_ROW_FUNCS(SUFFIX, TARGET, W)                                                                \
+typedef float tp_row_vec_##SUFFIX __attribute__((vector_size(4 * W), aligned(4), may_alias));         \
+typedef int tp_row_mask_##SUFFIX __attribute__((vector_size(4 * W), aligned(4), may_alias));          \
+TARGET static float tp_row_logits_##SUFFIX(float *s, ptrdiff_t ncol, float a, const float *bias,     \
+                                           ptrdiff_t diag, int with_max)                             \
+{                                                                                                   \
+    tp_row_vec_##SUFFIX lanes = (tp_row_vec_##SUFFIX){0} - INFINITY;                                               \
+    float best = -INFINITY;                                                                         \
+    if (a != 1.0f)                                                                                  \
+        for (ptrdiff_t c = 0; c < ncol; c++)                                                        \
+            s[c] *= a;                                                                              \
+    if (bias) {                                                                                     \
+        const float *b = bias + diag;                                                               \
+        for (ptrdiff_t c = 0; c < ncol; c++)                                                        \
+            s[c] += b[-c];                                                                          \
+    }                                                                                               \
+    if (!with_max)                                                                                  \
+        return best;                                                                                \
+    ptrdiff_t full = ncol - ncol % W;                                                               \
+    for (ptrdiff_t c = 0; c < full; c += W) {                                                       \
+        const tp_row_vec_##SUFFIX v = *(const tp_row_vec_##SUFFIX *)(s + c);                        \
+        const tp_row_mask_##SUFFIX gt = v > lanes;                                                  \
+        lanes = (tp_row_vec_##SUFFIX)(((tp_row_mask_##SUFFIX)v & gt) | ((tp_row_mask_##SUFFIX)lanes & ~gt)); \
+    }                                                                                               \
+    for (int j = 0; j < W; j++)                                                                     \
+        best = lanes[j] > best ? lanes[j] : best;                                                   \
+    for (ptrdiff_t c = full; c < ncol; c++)                                                         \
+        best = s[c] > best ? s[c] : best;                                                           \
+    return best;                                                                                    \
+}                                                                                                   \
+TARGET static float tp_row_weights_##SUFFIX(float *s, ptrdiff_t ncol, ptrdiff_t nk, float shift)    \
+{                                                                                                   \
+    float total = 0.0f;                                                                             \
+    for (ptrdiff_t c = 0; c < ncol; c++) {                                                          \
+        const float x = s[c] - shift;                                                               \
+        s[c] = x < -87.0f ? -87.0f : x;                   /* so written, a NaN stays NaN */         \
+    }                                                                                               \
+    for (ptrdiff_t c = 0; c < ncol; c++)                                                            \
+        s[c] = expf(s[c]);                                                                          \
+    for (ptrdiff_t c = 0; c < ncol; c++) {                                                          \
+        s[c] = s[c] < 1e-20f ? 0.0f : s[c];                                                         \
+        total += s[c];                                                                              \
+    }                                                                                               \
+    for (ptrdiff_t c = ncol; c < nk; c++)                                                           \
+        s[c] = 0.0f;                                                                                \
+    return total;                                                                                   \
+}
+
 TP_GELU_FUNCS(base, )
 TP_XENT_FUNCS(base, )
+TP_ROW_FUNCS(base, , 4)
 #if TP_HAVE_AVX2
 TP_GELU_FUNCS(avx2, __attribute__((target("avx2,fma"))))
 TP_XENT_FUNCS(avx2, __attribute__((target("avx2,fma"))))
+TP_ROW_FUNCS(avx2, __attribute__((target("avx2,fma"))), 8)
 #else
 #define tp_gelu_fwd_avx2 tp_gelu_fwd_base      /* never selected: tp_cpu_best() returns 0 */
 #define tp_gelu_bwd_avx2 tp_gelu_bwd_base
 #define tp_xent_row_avx2 tp_xent_row_base
+#define tp_row_logits_avx2 tp_row_logits_base
+#define tp_row_weights_avx2 tp_row_weights_base
 #endif
 #if TP_HAVE_AVX512
 TP_GELU_FUNCS(avx512, __attribute__((target("avx512f,avx2,fma"))))
 TP_XENT_FUNCS(avx512, __attribute__((target("avx512f,avx2,fma"))))
+TP_ROW_FUNCS(avx512, __attribute__((target("avx512f,avx2,fma"))), 16)
 #else
 #define tp_gelu_fwd_avx512 tp_gelu_fwd_base
 #define tp_gelu_bwd_avx512 tp_gelu_bwd_base
 #define tp_xent_row_avx512 tp_xent_row_base
+#define tp_row_logits_avx512 tp_row_logits_base
+#define tp_row_weights_avx512 tp_row_weights_base
 #endif
 
 /* The callers' entry points: the copy for CPU path `path` (the extension's _cpu_path). */
@@ -99,6 +161,21 @@ static inline void tp_gelu_bwd(int path, const float *dout, const float *x, cons
     if (path == 2) tp_gelu_bwd_avx512(dout, x, t, dx, n);
     else if (path == 1) tp_gelu_bwd_avx2(dout, x, t, dx, n);
     else tp_gelu_bwd_base(dout, x, t, dx, n);
+}
+
+static inline float tp_row_logits(int path, float *s, ptrdiff_t ncol, float a, const float *bias, ptrdiff_t diag,
+                                  int with_max)
+{
+    if (path == 2) return tp_row_logits_avx512(s, ncol, a, bias, diag, with_max);
+    if (path == 1) return tp_row_logits_avx2(s, ncol, a, bias, diag, with_max);
+    return tp_row_logits_base(s, ncol, a, bias, diag, with_max);
+}
+
+static inline float tp_row_weights(int path, float *s, ptrdiff_t ncol, ptrdiff_t nk, float shift)
+{
+    if (path == 2) return tp_row_weights_avx512(s, ncol, nk, shift);
+    if (path == 1) return tp_row_weights_avx2(s, ncol, nk, shift);
+    return tp_row_weights_base(s, ncol, nk, shift);
 }
 
 static inline double tp_xent_row(int path, const float *z, ptrdiff_t target, float weight, float *d,

@@ -134,7 +134,7 @@ def test_build_info_on_the_numpy_backend():
 @compiled
 def test_only_the_tile_functions_use_wide_instructions():
     # portable by default: outside tp_mm_avx2 / tp_mm_avx512, the decoding rows tp_rowdots_* /
-    # tp_wsum_* (and their helpers) and the float32 GELU and cross-entropy loops of elementwise.h,
+    # tp_wsum_* (and their helpers) and the float32 GELU, cross-entropy and attention-row loops of elementwise.h,
     # the extension holds no VEX or EVEX instruction (AVX, AVX2, FMA, AVX-512), so it runs on any x86-64
     import platform
     import re
@@ -154,7 +154,7 @@ def test_only_the_tile_functions_use_wide_instructions():
         parts = line.split("\t")
         if len(parts) >= 2 and re.match(r"v[a-z]", parts[1].strip()):
             wide[fn] = wide.get(fn, 0) + 1
-    tiles = {f for f in wide if re.match(r"tp_(mm|micro|plain|rowdots|wsum|hsum|gelu_fwd|gelu_bwd|xent_row)"
+    tiles = {f for f in wide if re.match(r"tp_(mm|micro|plain|rowdots|wsum|hsum|gelu_fwd|gelu_bwd|xent_row|row_logits|row_weights)"
                                          r"_avx(2|512)", f)}
     assert tiles, "the AVX2 / AVX-512 tile functions are missing"
     assert set(wide) == tiles, f"wide instructions outside the tile functions: {sorted(set(wide) - tiles)}"
