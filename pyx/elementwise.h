@@ -43,6 +43,30 @@ TARGET static void tp_gelu_bwd_##SUFFIX(const float *dout, const float *x, const
     }                                                                                               \
 }
 
+/* max(x[0:n]) (-inf for n = 0), as W running maxima in one vector register of the path (W = 4, 8,
+ * 16 floats): written as one running max, or lane by lane, gcc leaves the loop scalar. A NaN never
+ * wins a comparison, so it is skipped (the softmax or cross-entropy of a row with a NaN is NaN
+ * anyway, through its exp). */
+#define TP_MAX_FUNC(SUFFIX, TARGET, W)                                                                 \
+typedef float tp_row_vec_##SUFFIX __attribute__((vector_size(4 * W), aligned(4), may_alias));         \
+typedef int tp_row_mask_##SUFFIX __attribute__((vector_size(4 * W), aligned(4), may_alias));          \
+TARGET static float tp_max_##SUFFIX(const float *x, ptrdiff_t n)                                     \
+{                                                                                                   \
+    tp_row_vec_##SUFFIX lanes = (tp_row_vec_##SUFFIX){0} - INFINITY;                                \
+    float best = -INFINITY;                                                                         \
+    const ptrdiff_t full = n - n % W;                                                               \
+    for (ptrdiff_t c = 0; c < full; c += W) {                                                       \
+        const tp_row_vec_##SUFFIX v = *(const tp_row_vec_##SUFFIX *)(x + c);                        \
+        const tp_row_mask_##SUFFIX gt = v > lanes;                                                  \
+        lanes = (tp_row_vec_##SUFFIX)(((tp_row_mask_##SUFFIX)v & gt) | ((tp_row_mask_##SUFFIX)lanes & ~gt)); \
+    }                                                                                               \
+    for (int j = 0; j < W; j++)                                                                     \
+        best = lanes[j] > best ? lanes[j] : best;                                                   \
+    for (ptrdiff_t c = full; c < n; c++)                                                            \
+        best = x[c] > best ? x[c] : best;                                                           \
+    return best;                                                                                    \
+}
+
 /* One row of softmax cross-entropy: d = (softmax(z) - onehot(target)) * weight; returns the row's
  * nll. The exponentials go straight into d and are normalised in place; their sum is kept in
  * double, as layers.pxi's float64 twin of this loop does. */
@@ -50,10 +74,8 @@ TARGET static void tp_gelu_bwd_##SUFFIX(const float *dout, const float *x, const
 TARGET static double tp_xent_row_##SUFFIX(const float *z, ptrdiff_t target, float weight, float *d,   \
                                           ptrdiff_t V)                                               \
 {                                                                                                   \
-    float mx = z[0];                                                                                \
+    const float mx = tp_max_##SUFFIX(z, V);                                                         \
     double s = 0.0;                                                                                 \
-    for (ptrdiff_t v = 1; v < V; v++)                                                               \
-        mx = z[v] > mx ? z[v] : mx;                                                                 \
     for (ptrdiff_t v = 0; v < V; v++) {                                                             \
         const float e = expf(z[v] - mx);                                                            \
         d[v] = e;                                                                                   \
@@ -69,18 +91,13 @@ TARGET static double tp_xent_row_##SUFFIX(const float *z, ptrdiff_t target, floa
 /* One row of an attention tile (pyx/attention.pxi), in two passes: the float32 twins of its
  * _row_logits + _row_max and of _row_weights, which say why each step is there.
  * tp_row_logits: s[c] = a s[c] + bias[diag - c] (bias may be NULL) for the ncol visible keys;
- * returns their max if with_max (else -inf; -inf for none too), kept as W running maxima in one
- * vector register of the path (W = 4, 8, 16 floats): written lane by lane, gcc does not vectorise it.
+ * returns their max if with_max (else -inf; -inf for none too).
  * tp_row_weights: s[c] = exp(max(s[c] - shift, -87)), flushed to 0 below 1e-20, for the visible
  * keys and 0 for the rest of the tile's nk; returns the sum of the weights. */
-#define TP_ROW_FUNCS(SUFFIX, TARGET, W)                                                                \
-typedef float tp_row_vec_##SUFFIX __attribute__((vector_size(4 * W), aligned(4), may_alias));         \
-typedef int tp_row_mask_##SUFFIX __attribute__((vector_size(4 * W), aligned(4), may_alias));          \
+#define TP_ROW_FUNCS(SUFFIX, TARGET)                                                                   \
 TARGET static float tp_row_logits_##SUFFIX(float *s, ptrdiff_t ncol, float a, const float *bias,     \
                                            ptrdiff_t diag, int with_max)                             \
 {                                                                                                   \
-    tp_row_vec_##SUFFIX lanes = (tp_row_vec_##SUFFIX){0} - INFINITY;                                               \
-    float best = -INFINITY;                                                                         \
     if (a != 1.0f)                                                                                  \
         for (ptrdiff_t c = 0; c < ncol; c++)                                                        \
             s[c] *= a;                                                                              \
@@ -89,19 +106,7 @@ TARGET static float tp_row_logits_##SUFFIX(float *s, ptrdiff_t ncol, float a, co
         for (ptrdiff_t c = 0; c < ncol; c++)                                                        \
             s[c] += b[-c];                                                                          \
     }                                                                                               \
-    if (!with_max)                                                                                  \
-        return best;                                                                                \
-    ptrdiff_t full = ncol - ncol % W;                                                               \
-    for (ptrdiff_t c = 0; c < full; c += W) {                                                       \
-        const tp_row_vec_##SUFFIX v = *(const tp_row_vec_##SUFFIX *)(s + c);                        \
-        const tp_row_mask_##SUFFIX gt = v > lanes;                                                  \
-        lanes = (tp_row_vec_##SUFFIX)(((tp_row_mask_##SUFFIX)v & gt) | ((tp_row_mask_##SUFFIX)lanes & ~gt)); \
-    }                                                                                               \
-    for (int j = 0; j < W; j++)                                                                     \
-        best = lanes[j] > best ? lanes[j] : best;                                                   \
-    for (ptrdiff_t c = full; c < ncol; c++)                                                         \
-        best = s[c] > best ? s[c] : best;                                                           \
-    return best;                                                                                    \
+    return with_max ? tp_max_##SUFFIX(s, ncol) : -INFINITY;                                         \
 }                                                                                                   \
 TARGET static float tp_row_weights_##SUFFIX(float *s, ptrdiff_t ncol, ptrdiff_t nk, float shift)    \
 {                                                                                                   \
@@ -121,13 +126,15 @@ TARGET static float tp_row_weights_##SUFFIX(float *s, ptrdiff_t ncol, ptrdiff_t 
     return total;                                                                                   \
 }
 
+TP_MAX_FUNC(base, , 4)
 TP_GELU_FUNCS(base, )
 TP_XENT_FUNCS(base, )
-TP_ROW_FUNCS(base, , 4)
+TP_ROW_FUNCS(base, )
 #if TP_HAVE_AVX2
+TP_MAX_FUNC(avx2, __attribute__((target("avx2,fma"))), 8)
 TP_GELU_FUNCS(avx2, __attribute__((target("avx2,fma"))))
 TP_XENT_FUNCS(avx2, __attribute__((target("avx2,fma"))))
-TP_ROW_FUNCS(avx2, __attribute__((target("avx2,fma"))), 8)
+TP_ROW_FUNCS(avx2, __attribute__((target("avx2,fma"))))
 #else
 #define tp_gelu_fwd_avx2 tp_gelu_fwd_base      /* never selected: tp_cpu_best() returns 0 */
 #define tp_gelu_bwd_avx2 tp_gelu_bwd_base
@@ -136,9 +143,10 @@ TP_ROW_FUNCS(avx2, __attribute__((target("avx2,fma"))), 8)
 #define tp_row_weights_avx2 tp_row_weights_base
 #endif
 #if TP_HAVE_AVX512
+TP_MAX_FUNC(avx512, __attribute__((target("avx512f,avx2,fma"))), 16)
 TP_GELU_FUNCS(avx512, __attribute__((target("avx512f,avx2,fma"))))
 TP_XENT_FUNCS(avx512, __attribute__((target("avx512f,avx2,fma"))))
-TP_ROW_FUNCS(avx512, __attribute__((target("avx512f,avx2,fma"))), 16)
+TP_ROW_FUNCS(avx512, __attribute__((target("avx512f,avx2,fma"))))
 #else
 #define tp_gelu_fwd_avx512 tp_gelu_fwd_base
 #define tp_gelu_bwd_avx512 tp_gelu_bwd_base
