@@ -154,7 +154,7 @@ def test_only_the_tile_functions_use_wide_instructions():
         parts = line.split("\t")
         if len(parts) >= 2 and re.match(r"v[a-z]", parts[1].strip()):
             wide[fn] = wide.get(fn, 0) + 1
-    tiles = {f for f in wide if re.match(r"tp_(mm|micro|plain|rowdots|wsum|hsum|gelu_fwd|gelu_bwd|xent_row|row_logits|row_weights)"
+    tiles = {f for f in wide if re.match(r"tp_(mm|micro|plain|rowdots|wsum|hsum|gelu_fwd|gelu_bwd|xent_row|row_logits|row_weights|max)"
                                          r"_avx(2|512)", f)}
     assert tiles, "the AVX2 / AVX-512 tile functions are missing"
     assert set(wide) == tiles, f"wide instructions outside the tile functions: {sorted(set(wide) - tiles)}"

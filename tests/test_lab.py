@@ -3,8 +3,10 @@ import csv
 import json
 import os
 
+import numpy as np
 import pytest
 
+from tinype.checkpoint import load_checkpoint
 from tinype.cli import main
 from tinype.data import Corpus, default_corpus_text, encode
 from tinype.lab import LabConfig, run_lab, trained_name
@@ -106,6 +108,13 @@ def test_lab_jobs_runs_in_processes_with_the_same_numbers(tmp_path, small_corpus
         assert b[k] == pytest.approx(a[k], rel=1e-4), k
     assert all(row["stride"] == 16 for r in parallel["records"] for row in r["lengths"].values())
     assert "stride 16 bytes" in summary and "tokens/s" in summary
+    # the trainings themselves do not depend on the threads (two shards, each on one thread,
+    # tinype.parallel): a worker's one core and the serial run's two end at the same weights
+    for run in ("alibi-s0", "nope-s0", "rope-s0"):
+        w1, _ = load_checkpoint(str(tmp_path / "serial" / "train" / run / "ckpt.npz"))
+        w2, _ = load_checkpoint(str(tmp_path / "par" / "train" / run / "ckpt.npz"))
+        params = [k for k in w1 if k.startswith("param/")]
+        assert params and all(np.array_equal(w1[k], w2[k]) for k in params), run
 
 
 def test_lab_rejects_a_stride_longer_than_the_window(tmp_path, small_corpus):

@@ -164,3 +164,122 @@ def test_training_does_not_depend_on_the_threads(monkeypatch):
         assert np.array_equal(weights[0][k], weights[1][k]), k
     one = train(cfg, TrainConfig(**{**tc.to_dict(), "shards": 1}), progress=False, log=lambda *a: None)
     assert not all(np.array_equal(weights[0][k], one.model.parameters()[k]) for k in weights[0])
+
+
+def _limits_now():
+    from threadpoolctl import threadpool_info
+    return {(i["user_api"], i["filepath"]): i["num_threads"] for i in threadpool_info()}
+
+
+def test_each_shard_runs_on_one_thread_and_the_limits_come_back(monkeypatch):
+    """Inside a shard, BLAS and OpenMP run on one thread; after the step, and after a step whose
+    shard failed, the caller's thread counts are what they were (and the pool still works)."""
+    model = Transformer(tiny_config(), seed=1)
+    x, y = _batch()
+    before = _limits_now()
+    seen = []
+    with ShardedStep(model, 2, threads=2) as step:
+        for replica in step.replicas:
+            plain = replica.loss
+
+            def spy(*a, _plain=plain, **k):
+                seen.append({api for (api, _), n in _limits_now().items() if n != 1})
+                return _plain(*a, **k)
+            replica.loss = spy
+        step(x, y)
+        assert len(seen) == 2 and seen == [set(), set()]          # every library at 1 thread in both shards
+        assert _limits_now() == before
+
+        def broken(*a, **k):
+            raise FloatingPointError("shard 1 failed")
+        step.replicas[1].loss = broken
+        with pytest.raises(FloatingPointError, match="shard 1 failed"):
+            step(x, y)
+        assert _limits_now() == before
+        del step.replicas[1].loss                                   # back to the class's method
+        loss, _ = step(x, y)
+        assert loss == pytest.approx(Transformer(tiny_config(), seed=1).loss(x, y), rel=1e-12)
+
+
+@pytest.mark.parametrize("shards", [5, 8])
+def test_more_shards_than_sequences(shards):
+    model = Transformer(tiny_config(), seed=1)
+    x, y = _batch()
+    loss = model.loss(x, y)
+    full = _copy(model.backward())
+    with ShardedStep(model, shards, threads=2) as step:
+        got, grads = step(x, y)
+    assert got == pytest.approx(loss, rel=1e-12)
+    for k in full:
+        np.testing.assert_allclose(grads[k], full[k], rtol=1e-9, atol=1e-13, err_msg=k)
+
+
+def test_a_shard_without_counted_targets_weighs_nothing():
+    model = Transformer(tiny_config(), seed=1)
+    x, y = _batch(B=4)
+    y[:2] = -1                                   # the first shard counts nothing, the second everything
+    loss = model.loss(x, y)
+    full = _copy(model.backward())
+    with ShardedStep(model, 2) as step:
+        got, grads = step(x, y)
+    assert got == pytest.approx(loss, rel=1e-12)
+    for k in full:
+        np.testing.assert_allclose(grads[k], full[k], rtol=1e-9, atol=1e-13, err_msg=k)
+
+
+def test_float32_shards_match_the_full_batch_to_float_rounding():
+    model = Transformer(tiny_config(dtype="float32", d_model=32, n_head=4, T_train=16), seed=1)
+    x, y = _batch(B=6, T=16)
+    loss = model.loss(x, y)
+    full = _copy(model.backward())
+    with ShardedStep(model, 2) as step:
+        got, grads = step(x, y)
+    assert got == pytest.approx(loss, rel=1e-6)
+    for k in full:
+        scale = np.abs(full[k]).max() + 1e-30
+        assert np.abs(grads[k] - full[k]).max() / scale < 1e-5, k
+
+
+def test_one_sequence_and_1d_input_take_the_plain_step():
+    model = Transformer(tiny_config(), seed=1)
+    x, y = _batch()
+    for idx, tgt in ((x[:1], y[:1]), (x[1], y[1])):
+        loss = model.loss(idx, tgt)
+        plain = _copy(model.backward())
+        with ShardedStep(model, 2) as step:
+            got, grads = step(idx, tgt)
+        assert got == loss
+        assert all(np.array_equal(grads[k], plain[k]) for k in plain)
+
+
+def test_replica_keeps_a_swapped_encoding():
+    """A model whose encoding object was replaced (as the lab's evaluation-time variants do) gets
+    replicas with that encoding, not one rebuilt from the configuration."""
+    from tinype import positions
+    model = Transformer(tiny_config(pe="rope", d_model=32, n_head=4), seed=1)
+    model.pe = positions.get("rope_pi", factor=4.0)
+    model.pe.setup(model.config)
+    twin = model.replica()
+    assert type(twin.pe) is type(model.pe) and twin.pe is not model.pe
+    x, y = _batch()
+    assert twin.loss(x, y) == model.loss(x, y)
+
+
+def test_a_run_made_with_one_shard_resumes_only_with_one(tmp_path):
+    cfg = tiny_config(dtype="float32")
+    tc = TrainConfig(batch_size=4, steps=3, warmup=1, eval_every=0, ckpt_every=1)
+    train(cfg, tc, out=str(tmp_path), progress=False, log=lambda *a: None)
+    from tinype.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match=r"shards: checkpoint 1, now 2[\s\S]*--shards 1"):
+        train(cfg, TrainConfig(**{**tc.to_dict(), "shards": 2}), out=str(tmp_path), resume=True,
+              progress=False, log=lambda *a: None)
+    again = train(cfg, tc, out=str(tmp_path), resume=True, progress=False, log=lambda *a: None)
+    assert again.resumed_from == 3
+
+
+def test_memory_estimate_counts_the_shards_gradients():
+    from tinype.config import parameter_count, training_memory
+    mc = tiny_config(dtype="float32")
+    one = training_memory(mc, TrainConfig(batch_size=4))
+    two = training_memory(mc, TrainConfig(batch_size=4, shards=2))
+    assert two - one == 2 * parameter_count(mc) * 4        # two shards' gradients and their sum, not one set

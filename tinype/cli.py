@@ -160,6 +160,9 @@ def build_parser():
     lab.add_argument("--out", default="runs/lab", help="run folder (default runs/lab); rerun to resume")
     lab.add_argument("--text", default=None, help="use this UTF-8 text file instead of the bundled corpus")
     lab.add_argument("--steps", type=_positive_int, help="override the preset's training steps")
+    lab.add_argument("--shards", type=_positive_int,
+                     help="cut each training step's batch into N shards, one core each (default: the preset's, 2; "
+                          "1: the whole batch, as the presets trained before they took 2 shards)")
     lab.add_argument("--max-windows", type=_positive_int, help="cap evaluation windows per length")
     lab.add_argument("--stride", type=_positive_int, help="sliding-window stride in bytes (default L/2 at each L)")
     lab.add_argument("--tasks", default=None,
@@ -355,8 +358,8 @@ def cmd_lab(args):
         ext.update({k: v for k, v in (("finetune_lr", args.finetune_lr), ("finetune_batch", args.finetune_batch),
                                       ("passkey_examples", args.passkey_examples)) if v is not None})
     cfg = LabConfig(preset=args.preset, pes=pes, seeds=_int_list(args.seeds, "--seeds"), mults=mults,
-                    out=args.out, steps=args.steps, max_windows=args.max_windows, stride=args.stride,
-                    jobs=args.jobs, dask=args.dask, tasks=tasks, task_preset=args.task_preset,
+                    out=args.out, steps=args.steps, shards=args.shards, max_windows=args.max_windows,
+                    stride=args.stride, jobs=args.jobs, dask=args.dask, tasks=tasks, task_preset=args.task_preset,
                     task_steps=args.task_steps, language_models=not args.tasks_only,
                     task_examples=args.task_examples, recompute=args.recompute, **ext)
     pes = cfg.pes

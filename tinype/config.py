@@ -189,13 +189,16 @@ def parameter_count(model_cfg):
 
 
 def training_memory(model_cfg, train_cfg):
-    """Bytes a training step needs, roughly: weights, gradients and AdamW's two moments, plus the
-    activations the backward keeps (about 20 C floats per token per layer, and the logits)."""
+    """Bytes a training step needs, roughly: weights, gradients (one set per shard, and their sum)
+    and AdamW's two moments, plus the activations the backward keeps (about 20 C floats per token per
+    layer, and the logits)."""
     item = np.dtype(model_cfg.dtype).itemsize
     B, T, C, V = train_cfg.batch_size, model_cfg.T_train, model_cfg.d_model, model_cfg.vocab_size
     tokens = B * T
     activations = tokens * (model_cfg.n_layer * 20 * C + 4 * C + 3 * V) + B * model_cfg.n_head * T
-    return (4 * parameter_count(model_cfg) + activations) * item
+    parts = min(train_cfg.shards, B)
+    copies = 4 if parts == 1 else 4 + parts
+    return (copies * parameter_count(model_cfg) + activations) * item
 
 
 def machine_memory():

@@ -14,6 +14,7 @@ Shape letters: B batch, T time, C model width, V vocabulary, H heads.
 """
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import numpy as np
@@ -109,10 +110,12 @@ class Transformer:
         return self.grads
 
     def replica(self) -> Transformer:
-        """Another model over the same parameter arrays (shared, not copied), with its own forward
-        cache and gradients: a data-parallel shard runs on it beside this one (tinype.parallel)."""
-        twin = Transformer(self.config)
-        twin.params = self.params
+        """Another model over the same parameter arrays (shared, not copied), with its own copy of
+        the encoding object (whatever it is, with its memo tables) and its own forward cache and
+        gradients: a data-parallel shard runs on it beside this one (tinype.parallel)."""
+        twin = copy.copy(self)
+        twin.pe = copy.deepcopy(self.pe)
+        twin.grads = twin._cache = twin._trunk_cache = None
         return twin
 
     def num_parameters(self) -> int:

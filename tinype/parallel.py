@@ -21,9 +21,19 @@ The shards are added in shard order, and each is computed on one thread whatever
 so the result depends on the number of shards, not on the number of threads: one thread runs the
 shards one after the other and ends at the same bits as two threads running them side by side.
 A randomized PE draws the step's positions once, and every shard uses them.
+
+What to know:
+- Each shard's forward and backward runs your code too, in two threads at once: an exercise layer
+  you swapped in (tinype.exercises) or an encoding of your own must not keep shared state between
+  calls (tinype's own keep none). TrainConfig(shards=1) runs the batch whole, on the calling thread.
+- The BLAS limit is process-wide while a step runs (OpenMP's is per thread): two trainings in
+  threads of one process (rather than in processes, as the lab's --jobs runs them) would share it.
+- A step uses at most `shards` cores; a machine with more cores uses them with more shards.
 """
+import contextlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+import warnings
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -43,9 +53,22 @@ def thread_budget() -> int:
 
 
 def _controller():
-    """threadpoolctl's handle on the BLAS and OpenMP libraries this process has loaded."""
-    from threadpoolctl import ThreadpoolController
+    """threadpoolctl's handle on the BLAS and OpenMP libraries this process has loaded, or None
+    without threadpoolctl (an install from before it was a dependency): the shards then run one
+    after the other on the calling thread, with the same result."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        warnings.warn("threadpoolctl is not installed, so the shards of a training step run one after the other "
+                      "(the same result, without the speed-up); reinstall tinype (pip install -e .) to get it",
+                      RuntimeWarning, stacklevel=3)
+        return None
     return ThreadpoolController()
+
+
+def _limit(controller, api):
+    """controller.limit(limits=1, user_api=api) as a context, or nothing without a controller."""
+    return controller.limit(limits=1, user_api=api) if controller is not None else contextlib.nullcontext()
 
 
 def _one_thread(controller):
@@ -64,9 +87,11 @@ def shard_slices(batch_size: int, shards: int) -> list[slice]:
 class ShardedStep:
     """One training step's loss and gradients, the batch cut into `shards` (module docstring).
 
-    shards=1 is exactly model.loss() then model.backward(). Otherwise shard 0 runs on `model` and
-    the others on replicas over the same parameter arrays (Transformer.replica), on
-    min(shards, threads) worker threads (threads: thread_budget() by default)."""
+    shards=1, or a batch of one sequence, is exactly model.loss() then model.backward().
+    Otherwise shard 0 runs on `model` and the others on replicas over the same parameter arrays
+    (Transformer.replica), on min(shards, threads) worker threads (threads: thread_budget() by
+    default), each with BLAS and OpenMP on one thread. On a machine with more cores than shards,
+    more shards use them (TrainConfig.shards)."""
 
     def __init__(self, model, shards: int, threads: int | None = None) -> None:
         if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
@@ -74,20 +99,21 @@ class ShardedStep:
         self.model = model
         self.shards = int(shards)
         self.replicas = [model] + [model.replica() for _ in range(self.shards - 1)]
-        self.threads = 1 if self.shards == 1 else max(1, min(self.shards, thread_budget() if threads is None
-                                                             else threads))
         self._pool = None
-        self._blas = None
+        self._limits = None
+        self.threads = 1
         if self.shards > 1:
-            self._blas = _controller()
-            if self.threads > 1:
+            self._limits = _controller()
+            budget = thread_budget() if threads is None else threads
+            if self._limits is not None and budget > 1:
+                self.threads = min(self.shards, budget)
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tinype-shard",
-                                                initializer=_one_thread, initargs=(self._blas,))
+                                                initializer=_one_thread, initargs=(self._limits,))
 
     def __call__(self, idx, targets, train=False, rng=None):
         """(loss, grads) of the batch: model.loss(idx, targets, train, rng) and model.backward()."""
         model = self.model
-        if self.shards == 1:
+        if self.shards == 1 or np.ndim(idx) < 2 or np.shape(idx)[0] == 1:
             loss = model.loss(idx, targets, train=train, rng=rng)
             return loss, model.backward()
         idx = model._check_idx(idx)                                       # the model's own checks
@@ -100,18 +126,28 @@ class ShardedStep:
         parts = shard_slices(idx.shape[0], self.shards)
         counted = np.array([np.count_nonzero(targets[s] != IGNORE) for s in parts], dtype=np.float64)
         weights = counted / counted.sum() if counted.sum() else np.full(len(parts), 1 / len(parts))
+        errors = np.geterr()                     # NumPy's error state is per thread: the caller's applies
+        for replica in self.replicas[1:]:
+            replica.params = model.params        # in case the model's dict was replaced
 
         def run(k):
             replica, s = self.replicas[k], parts[k]
-            loss = replica.loss(idx[s], targets[s], train=train, rng=rng, positions=positions)
-            return loss, replica.backward()
+            with np.errstate(**errors):
+                loss = replica.loss(idx[s], targets[s], train=train, positions=positions)
+                return loss, replica.backward()
 
-        with self._blas.limit(limits=1, user_api="blas"):
+        with _limit(self._limits, "blas"):
             if self._pool is None:
-                with self._blas.limit(limits=1, user_api="openmp"):
+                with _limit(self._limits, "openmp"):
                     results = [run(k) for k in range(len(parts))]
             else:
-                results = list(self._pool.map(run, range(len(parts))))
+                futures = [self._pool.submit(run, k) for k in range(len(parts))]
+                try:
+                    results = [f.result() for f in futures]
+                finally:                     # an error or Ctrl-C: the other shards end under the limits too
+                    for f in futures:
+                        f.cancel()
+                    wait(futures)
         loss = float(sum(w * r[0] for w, r in zip(weights, results)))
         grads = {}
         for name, g in results[0][1].items():
@@ -119,6 +155,8 @@ class ShardedStep:
             for w, (_, other) in zip(weights[1:], results[1:]):
                 total += other[name] * g.dtype.type(w)
             grads[name] = total
+        for replica in self.replicas:        # the shards' own gradients and caches are done with
+            replica.grads = replica._cache = None
         model.grads = grads
         return loss, grads
 
@@ -127,6 +165,7 @@ class ShardedStep:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self.threads = 1
 
     def __enter__(self):
         return self

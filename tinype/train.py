@@ -215,7 +215,14 @@ def source_window_check(source, T):
         raise InvalidValue(str(err)) from None
 
 
-def _config_differences(saved, current):
+# TrainConfig fields that to_dict leaves out at these values: a checkpoint without them had them so
+OMITTED = {"shards": 1, "restarts": 0, "restart_step": 0, "restart_loss": 0.0}
+
+
+def _config_differences(saved, current, omitted=None):
+    omitted = omitted or {}
+    saved = {**{k: v for k, v in omitted.items() if k not in saved}, **saved}
+    current = {**{k: v for k, v in omitted.items() if k not in current}, **current}
     return [f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}"
             for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
 
@@ -287,7 +294,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
             lacks = ", ".join(missing) or "a valid configuration"
             raise CheckpointError(f"{ckpt} cannot be resumed: its metadata lacks {lacks}")
         diffs = _config_differences(meta["model_config"], model_cfg.to_dict()) + \
-            _config_differences(meta["train_config"], train_cfg.to_dict())
+            _config_differences(meta["train_config"], train_cfg.to_dict(), OMITTED)
         if meta.get("corpus_sha256") != corpus.sha256:
             diffs.append(f"corpus: checkpoint {meta.get('corpus')!r}, now {corpus.name!r} (contents differ)")
         if meta.get("result_format", 1) != RESULT_FORMAT:
@@ -301,7 +308,11 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
                         f"step {src.get('step')}) at context {r.get('context')}")
             diffs.append(f"start: checkpoint {origin(meta.get('finetune'))}, now {origin(finetune)}")
         if diffs:
-            raise CheckpointError(f"{ckpt} was made with another configuration:\n  " + "\n  ".join(diffs))
+            hint = ""
+            if any(d.startswith("shards:") for d in diffs):
+                hint = ("\n(runs of a preset made before the presets took 2 shards have shards = 1: resume "
+                        "them with tinype train --shards 1, or TrainConfig(shards=1))")
+            raise CheckpointError(f"{ckpt} was made with another configuration:\n  " + "\n  ".join(diffs) + hint)
         try:
             model.load_parameters({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
             opt.load_state_dict(arrays, meta["optimizer"])
@@ -327,6 +338,7 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
         if start == 0 and 0 in snapshots:
             _save(snapshot_path(out, 0), model, None, 0, model_cfg, train_cfg, corpus, [], finetune)
 
+    sharded = ShardedStep(model, train_cfg.shards)         # loss and gradients (tinype.parallel)
     bar = None
     if progress and start < train_cfg.steps:
         from tqdm.auto import tqdm
@@ -337,7 +349,6 @@ def train(model_cfg=None, train_cfg=None, corpus=None, out=None, resume=False, p
     val_last = None
     seed = start_seed(train_cfg.seed, starts["start"]) if starts else train_cfg.seed
     step, resumed_from = start, start
-    sharded = ShardedStep(model, train_cfg.shards)         # loss and gradients (tinype.parallel)
     try:
         while step < train_cfg.steps:
             rng = np.random.default_rng([seed, step])

@@ -26,7 +26,8 @@ PROTOCOLS = {"nonoverlap": "non-overlapping windows, every position",
              "sliding": "sliding windows, stride L/2, last L/2 positions scored"}
 
 #: which flag changes which key field (for the messages that name a difference)
-FLAGS = {"train.steps": "--steps", "train.warmup": "--steps", "train.seed": "--seeds", "source_sha256": "--text",
+FLAGS = {"train.steps": "--steps", "train.warmup": "--steps", "train.seed": "--seeds", "train.shards": "--shards",
+         "source_sha256": "--text",
          "val_sha256": "--text", "model.pe": "--pe", "model.pe_options": "--pe", "pe": "--pe", "pe_options": "--pe",
          "lengths": "--lengths", "max_windows": "--max-windows", "stride": "--stride", "eval_batch": "eval_batch",
          "examples": "--task-examples", "sizes": "--lengths/task_factors", "format": "a newer tinype",

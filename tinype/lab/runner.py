@@ -66,6 +66,8 @@ def run_lab(cfg: LabConfig, progress: bool = True, log: Callable[[str], None] = 
     model_cfg, train_cfg = preset(cfg.preset)
     if cfg.steps:
         train_cfg = replace(train_cfg, steps=cfg.steps, warmup=min(train_cfg.warmup, cfg.steps // 10))
+    if cfg.shards:                   # every training of the lab: language models, task models, fine-tunes
+        train_cfg = replace(train_cfg, shards=cfg.shards)
     corpus = corpus or Corpus.default()
     T = model_cfg.T_train
     if cfg.language_models:                                       # --tasks-only: no corpus windows

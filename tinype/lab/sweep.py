@@ -45,6 +45,8 @@ class LabConfig:
     mults: list = field(default_factory=lambda: list(DEFAULT_MULTS))
     out: str = "runs/lab"
     steps: int = None               # override the preset's training steps (tests, quick looks)
+    shards: int = None              # override the preset's shards per step, for every training (1: runs made
+                                    # before the presets took 2 shards keep their keys)
     max_windows: int = None         # cap evaluation windows per length (None: the whole split)
     eval_batch: int = 8
     stride: int = None              # sliding-window stride in bytes (None: L/2 at each length L)
@@ -86,7 +88,7 @@ class LabConfig:
                 raise LabError(f"LabConfig.mults are multiples of T_train and must be whole numbers >= 1, "
                                f"got {self.mults}")
         _no_repeats("mults", self.mults, "--lengths")
-        for name in ("steps", "max_windows", "stride", "task_steps"):
+        for name in ("steps", "max_windows", "stride", "task_steps", "shards"):
             if getattr(self, name) is not None:
                 _whole(name, getattr(self, name), 1)
         _whole("eval_batch", self.eval_batch, 1)
