@@ -101,7 +101,7 @@ TARGET static float tp_row_logits_##SUFFIX(float *s, ptrdiff_t ncol, float a, co
     if (a != 1.0f)                                                                                  \
         for (ptrdiff_t c = 0; c < ncol; c++)                                                        \
             s[c] *= a;                                                                              \
-    if (bias) {                                                                                     \
+    if (bias && ncol > 0) {                 /* (a fully masked tile's diag may be negative) */      \
         const float *b = bias + diag;                                                               \
         for (ptrdiff_t c = 0; c < ncol; c++)                                                        \
             s[c] += b[-c];                                                                          \
