@@ -115,7 +115,7 @@ def profile(preset_name="standard", pe="learned", steps=20, warmup=3, shards=Non
     from tinype import Transformer, preset
     from tinype.data import Corpus, get_batch
     from tinype.optim import AdamW
-    from tinype.parallel import ShardedStep
+    from tinype.parallel import ShardedStep, thread_budget
     mc, tc = preset(preset_name, pe=pe)
     if shards is not None:
         tc = replace(tc, shards=shards)
@@ -139,7 +139,8 @@ def profile(preset_name="standard", pe="learned", steps=20, warmup=3, shards=Non
                 clip(grads, 1.0)
                 opt.step(grads, tc.lr)
             wall = (time.perf_counter() - t0) / steps
-            threads = sharded.threads
+            # one shard is the plain step on the process's threads (BLAS and OpenMP); shards, one each
+            threads = sharded.threads if min(tc.shards, tc.batch_size) > 1 else thread_budget()
     finally:
         restore()
     per_step = {k: v / steps for k, v in totals.items()}
