@@ -100,6 +100,11 @@ def main():
     peak = sgemm_peak()
     print(f"tinype backend: {kernels.BACKEND} ({kernels.CPU_PATH}); threads: {args.threads}; "
           f"torch: {torch.__version__ if torch else 'not installed'}; sgemm peak now: {peak:.0f} GFLOP/s")
+    # the GEMMs are most of every side's step: name the kernels that ran them
+    print(f"NumPy's BLAS (tinype's GEMMs and the sgemm peak): {kernels.blas_info()}")
+    if torch:
+        print(f"torch's GEMMs: its own {'MKL' if torch.backends.mkl.is_available() else 'BLAS'} and oneDNN, "
+              f"CPU capability {torch.backends.cpu.get_cpu_capability()} (OPENBLAS_CORETYPE does not reach them)")
     names = ["tinype"] + (["torch eager", "torch.compile"] if torch else [])
     if torch and args.no_compile:
         names.remove("torch.compile")

@@ -168,6 +168,8 @@ def main():
           f"{wall * 1e3:.1f} ms per step, {tokens / wall:,.0f} tokens/s, "
           f"{flops / wall / 1e9:.0f} GFLOP/s of the model's FLOPs = {flops / wall / 1e9 / peak:.0%} of this "
           f"machine's sgemm ({peak:.0f} GFLOP/s, 2048^3, measured now)")
+    from tinype import kernels
+    print(f"NumPy's BLAS: {kernels.blas_info()}")
     unit = "core-ms/step" if threads > 1 else "ms/step"
     rest = ("glue: copies, reshapes, residual adds, Python; adding the shards; waiting"
             if threads > 1 else "glue: copies, reshapes, residual adds, Python")

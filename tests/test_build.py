@@ -158,3 +158,20 @@ def test_only_the_tile_functions_use_wide_instructions():
                                          r"_avx(2|512)", f)}
     assert tiles, "the AVX2 / AVX-512 tile functions are missing"
     assert set(wide) == tiles, f"wide instructions outside the tile functions: {sorted(set(wide) - tiles)}"
+
+
+def test_blas_info_names_the_kernels_and_who_chose_them():
+    # the GEMMs are most of a step, so `tinype info` and the benchmarks name the BLAS and its kernels;
+    # OPENBLAS_CORETYPE (read when OpenBLAS loads) picks them, and the line says when it did
+    code = "from tinype import kernels; print(kernels.blas_info())"
+    forced = _run(code, OPENBLAS_CORETYPE="Haswell")
+    assert forced.returncode == 0, forced.stderr
+    own_env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    own = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=own_env, timeout=120)
+    assert own.returncode == 0, own.stderr
+    if not forced.stdout.startswith("openblas"):
+        pytest.skip(f"NumPy's BLAS here is not OpenBLAS: {forced.stdout.strip()}")
+    assert "Haswell kernels (OPENBLAS_CORETYPE=Haswell in the environment)" in forced.stdout
+    assert "kernels (chosen by OpenBLAS for this CPU)" in own.stdout and "OPENBLAS_CORETYPE" not in own.stdout
+    cli = _run("from tinype.cli import main; main(['info'])")
+    assert cli.returncode == 0 and "NumPy's BLAS (the GEMMs): openblas" in cli.stdout, cli.stderr

@@ -389,6 +389,7 @@ def cmd_info(_args):
         print(f"compiled kernels: CPU path {info['cpu_path']} (this CPU runs: {', '.join(info['cpu_paths'])}; "
               f"TINYPE_CPU_PATH lowers it), OpenMP {'yes' if info['openmp'] else 'no'}, "
               f"compiler {info['compiler']} {info['compiler_flags']}")
+    print(f"NumPy's BLAS (the GEMMs): {kernels.blas_info()}")
     print(f"positional encodings: {', '.join(positions.available())}")
     print(f"presets: {', '.join(sorted(PRESETS))}")
     return 0

@@ -88,6 +88,32 @@ def build_info() -> dict:
     return {"backend": "cython", "cpu_path": CPU_PATH, "cpu_paths": cpu_paths(), **_ext._build_info()}
 
 
+def blas_info() -> str:
+    """NumPy's BLAS as one line: library, version and kernels (threadpoolctl's view), and the
+    OPENBLAS_CORETYPE that chose the kernels when the environment sets it. The GEMMs are most of a
+    training step, so a speed figure means little without this: OpenBLAS picks its kernels for the
+    CPU when it loads, unless OPENBLAS_CORETYPE names a set (Haswell's AVX2 kernels run on an AVX-512
+    CPU too, at about half the float32 speed; README, "Speed")."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl is not installed)"
+    libs = [d for d in threadpool_info() if d.get("user_api") == "blas"]
+    if not libs:
+        return "none found"
+    lib = libs[0]
+    text = " ".join(str(part) for part in (lib.get("internal_api"), lib.get("version")) if part)
+    if lib.get("architecture"):
+        text += f", {lib['architecture']} kernels"
+    if lib.get("internal_api") == "openblas":
+        chosen = os.environ.get("OPENBLAS_CORETYPE")
+        text += f" (OPENBLAS_CORETYPE={chosen} in the environment)" if chosen else " (chosen by OpenBLAS for this CPU)"
+        if lib.get("architecture") in ("Haswell", "Zen") and "avx512" in cpu_paths():
+            text += ("; this CPU has AVX-512, which these AVX2 kernels leave unused (OpenBLAS's SkylakeX kernels "
+                     "use it: 1.8x the float32 GEMM speed on the machine of README, \"Speed\")")
+    return text
+
+
 _forced = os.environ.get("TINYPE_CPU_PATH", "").strip().lower()
 if _forced and _ext is not None:
     if _forced not in ("avx512", "avx2", "portable"):
