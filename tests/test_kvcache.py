@@ -171,3 +171,33 @@ def test_decode_kernel_refuses_bad_input():
         kernels.attention_decode(q, k[:, :1], k, 1.0)
     with pytest.raises(ValueError, match="last axis"):
         kernels.attention_decode(q, np.zeros((1, 2, 5, 8), np.float32)[..., ::2], k, 1.0)
+
+
+def test_generation_runs_numpy_blas_on_one_thread_and_gives_the_threads_back():
+    # each new byte's products are tiny: OpenBLAS's second thread costs more than it saves, and far more
+    # when another program holds the other core, so generate() holds the BLAS at one thread (and only then)
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("threadpoolctl finds no BLAS under NumPy here")
+    m = model_for("rope")
+    seen = []
+    decode = m.decode
+
+    def watched(idx, cache):
+        seen.append(blas_threads())
+        return decode(idx, cache)
+
+    m.decode = watched
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):     # two threads to give back
+        outside = blas_threads()
+        text = generate(m, "def ", max_new_tokens=5, temperature=0)
+        assert blas_threads() == outside
+    assert len(text) == 5 and len(seen) == 5
+    assert all(s == [1] * len(before) for s in seen), seen
+    m.decode = decode
+    assert text == generate(m, "def ", max_new_tokens=5, temperature=0, use_cache=False)

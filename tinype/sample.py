@@ -8,6 +8,7 @@ max_positions bytes for a fixed table, the whole context otherwise.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -51,6 +52,31 @@ def generate(model, prompt: str | Sequence[int], max_new_tokens: int = 200, temp
     cache = model.new_cache(capacity=len(ids) + max_new_tokens) if use_cache else None
     unread = ids                                      # bytes the cache has not read yet
     new = []
+    with _one_blas_thread():
+        _sample_loop(model, ids, unread, new, max_new_tokens, cache, limit, temperature, top_k, rng, log)
+    return decode(new)
+
+
+def _one_blas_thread():
+    """NumPy's BLAS on one thread while generating (process-wide). Each new byte's products are a
+    vector against a weight matrix, a few ten thousand multiply-adds, which OpenBLAS still splits
+    over its threads.
+    When another program keeps both cores busy, the second thread waits for a time slice at every
+    product: the quick model wrote 17-177 bytes/s that way beside a running `tinype lab`, and
+    1,568-2,583 bytes/s on one thread (alternating runs, 2-core machine). On a quiet machine one
+    thread costs 1-6% of the bytes/s (9,271 against 9,365 for 1024 bytes with ALiBi, medians of 3),
+    and beside a lighter load it can cost more (1,805 against 3,022 once, beside the test suite), a
+    price for never falling to a hundredth. The attention kernels decide their threads by their own
+    size, as in training."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:                                 # an install from before it was a dependency
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _sample_loop(model, ids, unread, new, max_new_tokens, cache, limit, temperature, top_k, rng, log):
+    """The byte-by-byte loop of generate(): appends to ids and new."""
     for _ in range(max_new_tokens):
         logits = None
         if cache is not None:
@@ -81,4 +107,3 @@ def generate(model, prompt: str | Sequence[int], max_new_tokens: int = 200, temp
         ids.append(nxt)
         new.append(nxt)
         unread = [nxt]
-    return decode(new)
