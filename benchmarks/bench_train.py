@@ -103,8 +103,10 @@ def main():
     # the GEMMs are most of every side's step: name the kernels that ran them
     print(f"NumPy's BLAS (tinype's GEMMs and the sgemm peak): {kernels.blas_info()}")
     if torch:
-        print(f"torch's GEMMs: its own {'MKL' if torch.backends.mkl.is_available() else 'BLAS'} and oneDNN, "
-              f"CPU capability {torch.backends.cpu.get_cpu_capability()} (OPENBLAS_CORETYPE does not reach them)")
+        mkl = torch.backends.mkl.is_available()
+        capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+        print(f"torch's GEMMs: its own {'MKL' if mkl else 'BLAS'} and oneDNN, CPU capability {capability}"
+              + (" (OPENBLAS_CORETYPE does not reach MKL)" if mkl else ""))
     names = ["tinype"] + (["torch eager", "torch.compile"] if torch else [])
     if torch and args.no_compile:
         names.remove("torch.compile")

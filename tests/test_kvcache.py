@@ -195,9 +195,48 @@ def test_generation_runs_numpy_blas_on_one_thread_and_gives_the_threads_back():
     m.decode = watched
     with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):     # two threads to give back
         outside = blas_threads()
+        if outside == [1] * len(outside):
+            pytest.skip("this BLAS runs one thread only")
         text = generate(m, "def ", max_new_tokens=5, temperature=0)
         assert blas_threads() == outside
     assert len(text) == 5 and len(seen) == 5
     assert all(s == [1] * len(before) for s in seen), seen
     m.decode = decode
     assert text == generate(m, "def ", max_new_tokens=5, temperature=0, use_cache=False)
+
+
+def test_generation_gives_the_blas_threads_back_when_it_leaves_the_cache():
+    # the learned table runs out of positions: generation goes on by recomputing a window, whose products
+    # are matrices, with the caller's BLAS threads again; and an error inside restores them too
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+
+    if not blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS under NumPy here")
+    m = model_for("learned")                                   # T_train 16: the cache ends at 16 bytes
+    seen = []
+    forward = m.forward
+
+    def watched(idx, *args, **kwargs):
+        seen.append(blas_threads())
+        return forward(idx, *args, **kwargs)
+
+    m.forward = watched
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        outside = blas_threads()
+        if outside == [1] * len(outside):
+            pytest.skip("this BLAS runs one thread only")
+        generate(m, "abc", max_new_tokens=20, temperature=0, log=lambda _: None)
+        assert seen and all(s == outside for s in seen), (seen, outside)
+        m.forward = forward
+
+        def broken(idx, cache):
+            assert blas_threads() == [1] * len(outside)
+            raise RuntimeError("a failing step")
+
+        m.decode = broken
+        with pytest.raises(RuntimeError, match="a failing step"):
+            generate(m, "abc", max_new_tokens=3)
+        assert blas_threads() == outside

@@ -93,7 +93,7 @@ def blas_info() -> str:
     OPENBLAS_CORETYPE that chose the kernels when the environment sets it. The GEMMs are most of a
     training step, so a speed figure means little without this: OpenBLAS picks its kernels for the
     CPU when it loads, unless OPENBLAS_CORETYPE names a set (Haswell's AVX2 kernels run on an AVX-512
-    CPU too, at about half the float32 speed; README, "Speed")."""
+    CPU too, at about half the float32 speed; README, "NumPy's BLAS: which kernels run the GEMMs")."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
@@ -101,16 +101,23 @@ def blas_info() -> str:
     libs = [d for d in threadpool_info() if d.get("user_api") == "blas"]
     if not libs:
         return "none found"
-    lib = libs[0]
+    # NumPy's own BLAS, where another library (SciPy's, torch's) loaded one too
+    lib = next((d for d in libs if "numpy" in os.path.dirname(d.get("filepath") or "")), libs[0])
     text = " ".join(str(part) for part in (lib.get("internal_api"), lib.get("version")) if part)
-    if lib.get("architecture"):
-        text += f", {lib['architecture']} kernels"
+    arch = lib.get("architecture")
+    if arch:
+        text += f", {arch} kernels"
     if lib.get("internal_api") == "openblas":
         chosen = os.environ.get("OPENBLAS_CORETYPE")
-        text += f" (OPENBLAS_CORETYPE={chosen} in the environment)" if chosen else " (chosen by OpenBLAS for this CPU)"
-        if lib.get("architecture") in ("Haswell", "Zen") and "avx512" in cpu_paths():
+        if not chosen:
+            text += " (chosen by OpenBLAS for this CPU)"
+        elif arch and chosen.strip().lower() == arch.lower():
+            text += f" (OPENBLAS_CORETYPE={chosen} in the environment)"
+        else:
+            text += f" (OPENBLAS_CORETYPE={chosen} is set, but OpenBLAS chose {arch or 'its own kernels'})"
+        if arch in ("Haswell", "Zen") and "avx512" in cpu_paths():
             text += ("; this CPU has AVX-512, which these AVX2 kernels leave unused (OpenBLAS's SkylakeX kernels "
-                     "use it: 1.8x the float32 GEMM speed on the machine of README, \"Speed\")")
+                     "use it: 1.8x the float32 GEMM speed on the machine of README, \"NumPy's BLAS\")")
     return text
 
 

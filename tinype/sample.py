@@ -52,22 +52,26 @@ def generate(model, prompt: str | Sequence[int], max_new_tokens: int = 200, temp
     cache = model.new_cache(capacity=len(ids) + max_new_tokens) if use_cache else None
     unread = ids                                      # bytes the cache has not read yet
     new = []
-    with _one_blas_thread():
-        _sample_loop(model, ids, unread, new, max_new_tokens, cache, limit, temperature, top_k, rng, log)
+    with contextlib.ExitStack() as blas:
+        if cache is not None:
+            blas.enter_context(_one_blas_thread())
+        _sample_loop(model, ids, unread, new, max_new_tokens, cache, limit, temperature, top_k, rng, log, blas)
     return decode(new)
 
 
 def _one_blas_thread():
-    """NumPy's BLAS on one thread while generating (process-wide). Each new byte's products are a
+    """NumPy's BLAS on one thread while generating with a cache. Each new byte's products are a
     vector against a weight matrix, a few ten thousand multiply-adds, which OpenBLAS still splits
-    over its threads.
-    When another program keeps both cores busy, the second thread waits for a time slice at every
-    product: the quick model wrote 17-177 bytes/s that way beside a running `tinype lab`, and
-    1,568-2,583 bytes/s on one thread (alternating runs, 2-core machine). On a quiet machine one
-    thread costs 1-6% of the bytes/s (9,271 against 9,365 for 1024 bytes with ALiBi, medians of 3),
-    and beside a lighter load it can cost more (1,805 against 3,022 once, beside the test suite), a
-    price for never falling to a hundredth. The attention kernels decide their threads by their own
-    size, as in training."""
+    over its threads. When another program keeps both cores busy, the second thread waits for a time
+    slice at every product: `tinype generate` (quick model) wrote 17-177 bytes/s that way beside a
+    running `tinype lab`, and 1,568-2,583 bytes/s on one thread (four alternating pairs, 2-core
+    machine). On a quiet machine one thread wrote 1-6% fewer bytes/s (medians of 3: ALiBi 9,939
+    against 10,291 at 256 bytes and 9,271 against 9,365 at 1024; RoPE 7,837 against 8,312 and 7,556
+    against 7,624), and in one pair beside the test suite, a lighter and burstier load, 40% fewer
+    (1,805 against 3,022): the price of never falling to a hundredth. The limit holds while the
+    cache is in use (the prompt's first pass included), not for generation without a cache, whose
+    products are matrices. It is process-wide, for every BLAS threadpoolctl finds; the attention
+    kernels decide their threads by their own size, as in training."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:                                 # an install from before it was a dependency
@@ -75,8 +79,10 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _sample_loop(model, ids, unread, new, max_new_tokens, cache, limit, temperature, top_k, rng, log):
-    """The byte-by-byte loop of generate(): appends to ids and new."""
+def _sample_loop(model, ids, unread, new, max_new_tokens, cache, limit, temperature, top_k, rng, log, blas):
+    """The byte-by-byte loop of generate(): appends to ids and new. blas holds the one-thread limit
+    while the cache is used; recomputing a whole context (its products are matrices) gets the
+    threads back."""
     for _ in range(max_new_tokens):
         logits = None
         if cache is not None:
@@ -87,9 +93,11 @@ def _sample_loop(model, ids, unread, new, max_new_tokens, cache, limit, temperat
                 log(f"generate: {err}\ngenerate: going on without the cache, from a sliding window of "
                     f"the last {limit} bytes")
                 cache = None
+                blas.close()
             except CacheInvalid as err:
                 log(f"generate: {err}; going on without the cache")
                 cache = None
+                blas.close()
         if logits is None:
             context = np.array(ids[-limit:] if limit else ids, dtype=np.int64)[None, :]
             logits = model.forward(context)[0, -1]
