@@ -173,32 +173,42 @@ def test_decode_kernel_refuses_bad_input():
         kernels.attention_decode(q, np.zeros((1, 2, 5, 8), np.float32)[..., ::2], k, 1.0)
 
 
+
+def _blas_threads():
+    """The thread count of every BLAS threadpoolctl finds (skips the test where it finds none)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    found = [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+    if not found:
+        pytest.skip("threadpoolctl finds no BLAS under NumPy here")
+    return found
+
+
+def _two_blas_threads():
+    """The BLAS at two threads, so that generate() has threads to take and give back."""
+    limits = pytest.importorskip("threadpoolctl").threadpool_limits(limits=2, user_api="blas")
+    if _blas_threads() == [1] * len(_blas_threads()):
+        limits.restore_original_limits()
+        pytest.skip("this BLAS runs one thread only")
+    return limits
+
+
 def test_generation_runs_numpy_blas_on_one_thread_and_gives_the_threads_back():
     # each new byte's products are tiny: OpenBLAS's second thread costs more than it saves, and far more
     # when another program holds the other core, so generate() holds the BLAS at one thread (and only then)
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-
-    def blas_threads():
-        return [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
-
-    before = blas_threads()
-    if not before:
-        pytest.skip("threadpoolctl finds no BLAS under NumPy here")
+    before = _blas_threads()
     m = model_for("rope")
     seen = []
     decode = m.decode
 
     def watched(idx, cache):
-        seen.append(blas_threads())
+        seen.append(_blas_threads())
         return decode(idx, cache)
 
     m.decode = watched
-    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):     # two threads to give back
-        outside = blas_threads()
-        if outside == [1] * len(outside):
-            pytest.skip("this BLAS runs one thread only")
+    with _two_blas_threads():                                            # two threads to give back
+        outside = _blas_threads()
         text = generate(m, "def ", max_new_tokens=5, temperature=0)
-        assert blas_threads() == outside
+        assert _blas_threads() == outside
     assert len(text) == 5 and len(seen) == 5
     assert all(s == [1] * len(before) for s in seen), seen
     m.decode = decode
@@ -208,35 +218,26 @@ def test_generation_runs_numpy_blas_on_one_thread_and_gives_the_threads_back():
 def test_generation_gives_the_blas_threads_back_when_it_leaves_the_cache():
     # the learned table runs out of positions: generation goes on by recomputing a window, whose products
     # are matrices, with the caller's BLAS threads again; and an error inside restores them too
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-
-    def blas_threads():
-        return [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
-
-    if not blas_threads():
-        pytest.skip("threadpoolctl finds no BLAS under NumPy here")
     m = model_for("learned")                                   # T_train 16: the cache ends at 16 bytes
     seen = []
     forward = m.forward
 
     def watched(idx, *args, **kwargs):
-        seen.append(blas_threads())
+        seen.append(_blas_threads())
         return forward(idx, *args, **kwargs)
 
     m.forward = watched
-    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
-        outside = blas_threads()
-        if outside == [1] * len(outside):
-            pytest.skip("this BLAS runs one thread only")
+    with _two_blas_threads():
+        outside = _blas_threads()
         generate(m, "abc", max_new_tokens=20, temperature=0, log=lambda _: None)
         assert seen and all(s == outside for s in seen), (seen, outside)
         m.forward = forward
 
         def broken(idx, cache):
-            assert blas_threads() == [1] * len(outside)
+            assert _blas_threads() == [1] * len(outside)
             raise RuntimeError("a failing step")
 
         m.decode = broken
         with pytest.raises(RuntimeError, match="a failing step"):
             generate(m, "abc", max_new_tokens=3)
-        assert blas_threads() == outside
+        assert _blas_threads() == outside

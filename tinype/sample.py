@@ -52,10 +52,43 @@ def generate(model, prompt: str | Sequence[int], max_new_tokens: int = 200, temp
     cache = model.new_cache(capacity=len(ids) + max_new_tokens) if use_cache else None
     unread = ids                                      # bytes the cache has not read yet
     new = []
+    # NumPy's BLAS on one thread while the cache is in use; recomputing a whole context (its products
+    # are matrices) gets the threads back (_one_blas_thread)
     with contextlib.ExitStack() as blas:
         if cache is not None:
             blas.enter_context(_one_blas_thread())
-        _sample_loop(model, ids, unread, new, max_new_tokens, cache, limit, temperature, top_k, rng, log, blas)
+        for _ in range(max_new_tokens):
+            logits = None
+            if cache is not None:
+                try:
+                    logits = model.decode(np.array(unread, dtype=np.int64)[None, :], cache)[0, -1]
+                except ContextLimit as err:
+                    limit = limit or len(ids) - 1     # the longest context the encoding could take
+                    log(f"generate: {err}\ngenerate: going on without the cache, from a sliding window of "
+                        f"the last {limit} bytes")
+                    cache = None
+                    blas.close()
+                except CacheInvalid as err:
+                    log(f"generate: {err}; going on without the cache")
+                    cache = None
+                    blas.close()
+            if logits is None:
+                context = np.array(ids[-limit:] if limit else ids, dtype=np.int64)[None, :]
+                logits = model.forward(context)[0, -1]
+            logits = logits.astype(np.float64)        # (V,)
+            with np.errstate(over="ignore"):
+                scaled = logits / temperature if temperature > 0 else None
+            if scaled is None or not np.isfinite(scaled).all():
+                nxt = int(np.argmax(logits))      # temperature 0, or so small that it is greedy in the limit
+            else:
+                logits = scaled
+                if top_k is not None:
+                    kth = np.sort(logits)[-top_k]
+                    logits = np.where(logits < kth, -np.inf, logits)
+                nxt = int(rng.choice(len(logits), p=softmax(logits)))
+            ids.append(nxt)
+            new.append(nxt)
+            unread = [nxt]
     return decode(new)
 
 
@@ -77,41 +110,3 @@ def _one_blas_thread():
     except ImportError:                                 # an install from before it was a dependency
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
-
-
-def _sample_loop(model, ids, unread, new, max_new_tokens, cache, limit, temperature, top_k, rng, log, blas):
-    """The byte-by-byte loop of generate(): appends to ids and new. blas holds the one-thread limit
-    while the cache is used; recomputing a whole context (its products are matrices) gets the
-    threads back."""
-    for _ in range(max_new_tokens):
-        logits = None
-        if cache is not None:
-            try:
-                logits = model.decode(np.array(unread, dtype=np.int64)[None, :], cache)[0, -1]
-            except ContextLimit as err:
-                limit = limit or len(ids) - 1         # the longest context the encoding could take
-                log(f"generate: {err}\ngenerate: going on without the cache, from a sliding window of "
-                    f"the last {limit} bytes")
-                cache = None
-                blas.close()
-            except CacheInvalid as err:
-                log(f"generate: {err}; going on without the cache")
-                cache = None
-                blas.close()
-        if logits is None:
-            context = np.array(ids[-limit:] if limit else ids, dtype=np.int64)[None, :]
-            logits = model.forward(context)[0, -1]
-        logits = logits.astype(np.float64)            # (V,)
-        with np.errstate(over="ignore"):
-            scaled = logits / temperature if temperature > 0 else None
-        if scaled is None or not np.isfinite(scaled).all():
-            nxt = int(np.argmax(logits))          # temperature 0, or so small that it is greedy in the limit
-        else:
-            logits = scaled
-            if top_k is not None:
-                kth = np.sort(logits)[-top_k]
-                logits = np.where(logits < kth, -np.inf, logits)
-            nxt = int(rng.choice(len(logits), p=softmax(logits)))
-        ids.append(nxt)
-        new.append(nxt)
-        unread = [nxt]
